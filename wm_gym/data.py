@@ -1,0 +1,332 @@
+"""Episodes on disk and torch datasets of training windows.
+
+A dataset is a directory::
+
+    DIR/meta.json            format version, task spec, resolution, control rate, behaviour mix, seed
+    DIR/episode_000000.npz   one episode each, written atomically (temp file, then rename)
+
+Each episode holds ``frames`` uint8 (T+1, H, W, 3), ``actions`` float32 (T, 2) in env units,
+``states`` float32 (T+1, 5) (agent xy, block xy, block angle), ``reward_coverage`` / ``reward_dense``
+float32 (T,), ``coverage`` float32 (T+1,), ``contact`` bool (T,), ``terminated`` / ``truncated`` bool
+scalars and ``seed``. Episode ``i`` is fully determined by the dataset seed and ``i``, so a collection
+that is interrupted and re-run resumes where it stopped and gives the same data.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .pusht import PUSHT, TaskSpec
+
+FORMAT_VERSION = 1
+EPISODE_KEYS = {
+    "frames": np.uint8,
+    "actions": np.float32,
+    "states": np.float32,
+    "reward_coverage": np.float32,
+    "reward_dense": np.float32,
+    "coverage": np.float32,
+    "contact": np.bool_,
+}
+
+
+class DatasetError(ValueError):
+    """A dataset directory or episode file that cannot be used (the message says why and what to do)."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# files
+# ---------------------------------------------------------------------------------------------------
+def episode_path(root: Path, index: int) -> Path:
+    return Path(root) / f"episode_{index:06d}.npz"
+
+
+def atomic_save_npz(path: Path, **arrays) -> None:
+    """Write ``arrays`` to ``path`` so that a reader never sees a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def load_episode(path: Path) -> dict[str, np.ndarray]:
+    """Load and validate one episode file; raise :class:`DatasetError` naming the file if it is bad."""
+    path = Path(path)
+    try:
+        with np.load(path) as z:
+            ep = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise DatasetError(
+            f"episode file {path} is corrupt or truncated ({type(e).__name__}: {e}). Delete it and re-run "
+            "`wm-gym collect` with the same arguments to re-create it, or pass skip_corrupt=True / "
+            "--skip-corrupt to ignore it."
+        ) from e
+    missing = [k for k in EPISODE_KEYS if k not in ep]
+    if missing:
+        raise DatasetError(f"episode file {path} lacks arrays {missing}; is it a wm-gym episode?")
+    T = len(ep["actions"])
+    if ep["frames"].shape[0] != T + 1 or ep["states"].shape != (T + 1, 5) or ep["frames"].dtype != np.uint8:
+        raise DatasetError(
+            f"episode file {path} has inconsistent shapes: frames {ep['frames'].shape} {ep['frames'].dtype}, "
+            f"actions {ep['actions'].shape}, states {ep['states'].shape}"
+        )
+    return ep
+
+
+def read_meta(root: Path) -> dict[str, Any]:
+    p = Path(root) / "meta.json"
+    if not p.exists():
+        raise DatasetError(f"{root} has no meta.json: it is not a wm-gym dataset (create one with `wm-gym collect`)")
+    try:
+        meta = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{p} is not valid JSON ({e})") from e
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise DatasetError(
+            f"{root} has dataset format version {meta.get('format_version')}, this wm-gym reads version "
+            f"{FORMAT_VERSION}; collect a new dataset into another directory"
+        )
+    return meta
+
+
+def list_episodes(root: Path) -> list[Path]:
+    return sorted(Path(root).glob("episode_*.npz"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# collection
+# ---------------------------------------------------------------------------------------------------
+def episode_seed(seed: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def collect_episode(index: int, seed: int, image_size: int, mix: dict[str, float] | None,
+                    max_steps: int = 300) -> dict[str, np.ndarray]:
+    """Roll one behaviour-policy episode in the ground-truth Push-T and return its arrays."""
+    from .policies import make_behaviour_policy
+    from .pusht import PushTGroundTruth
+
+    s = episode_seed(seed, index)
+    rng = np.random.default_rng(s)
+    gt = PushTGroundTruth(image_size=image_size, max_episode_steps=max_steps)
+    policy = make_behaviour_policy(mix)
+    policy.reset(rng)
+    frame, info = gt.reset(seed=s % (2**31))
+    frames, states, coverage = [frame], [info["state"]], [info["coverage"]]
+    actions, r_cov, r_dense, contact = [], [], [], []
+    terminated = truncated = False
+    while not (terminated or truncated):
+        a = policy(info["state"])
+        frame, r, terminated, truncated, info = gt.step(a)
+        frames.append(frame); states.append(info["state"]); coverage.append(info["coverage"])
+        actions.append(a); r_cov.append(r); r_dense.append(info["reward_dense"]); contact.append(info["contact"])
+    gt.close()
+    return {
+        "frames": np.stack(frames).astype(np.uint8),
+        "actions": np.stack(actions).astype(np.float32),
+        "states": np.stack(states).astype(np.float32),
+        "reward_coverage": np.asarray(r_cov, np.float32),
+        "reward_dense": np.asarray(r_dense, np.float32),
+        "coverage": np.asarray(coverage, np.float32),
+        "contact": np.asarray(contact, bool),
+        "terminated": np.asarray(terminated),
+        "truncated": np.asarray(truncated),
+        "seed": np.asarray(s, np.int64),
+        "behaviour": np.asarray(policy.current),
+    }
+
+
+def _collect_job(args):
+    index, root, seed, image_size, mix, max_steps = args
+    ep = collect_episode(index, seed, image_size, mix, max_steps)
+    atomic_save_npz(episode_path(root, index), **ep)
+    return index, len(ep["actions"])
+
+
+def collect(out: str | Path, episodes: int, seed: int = 0, workers: int = 1, image_size: int = 64,
+            mix: dict[str, float] | None = None, max_steps: int = 300, progress: bool = True) -> dict[str, Any]:
+    """Collect ``episodes`` ground-truth episodes into ``out`` (resumes; never overwrites an episode).
+
+    Returns a summary dict (episodes written now, total, steps, seconds).
+    """
+    import time
+
+    from .policies import DEFAULT_MIX
+
+    if episodes < 1 or workers < 1 or image_size < 8:
+        raise ValueError(f"need episodes >= 1, workers >= 1, image_size >= 8 (got {episodes}, {workers}, {image_size})")
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    mix = dict(DEFAULT_MIX if mix is None else mix)
+    try:
+        import importlib.metadata as md
+        gp_version = md.version("gym-pusht")
+    except Exception:  # pragma: no cover
+        gp_version = "unknown"
+    task = TaskSpec(**{**PUSHT.to_dict(), "image_size": image_size, "reward_types": PUSHT.reward_types,
+                       "max_episode_steps": max_steps})
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "task": task.to_dict(),
+        "resolution": [image_size, image_size],
+        "control_hz": PUSHT.render_fps,
+        "behaviour_mix": mix,
+        "seed": seed,
+        "gym_pusht_version": gp_version,
+    }
+    if (root / "meta.json").exists():
+        old = read_meta(root)
+        for key in ("resolution", "behaviour_mix", "seed", "task"):
+            if old.get(key) != meta[key]:
+                raise DatasetError(
+                    f"{root} already holds a dataset with {key}={old.get(key)}, but this collection asks for "
+                    f"{key}={meta[key]}. Use the same arguments to extend it, or collect into a new directory."
+                )
+    else:
+        atomic_write_text(root / "meta.json", json.dumps(meta, indent=2))
+
+    todo = [i for i in range(episodes) if not episode_path(root, i).exists()]
+    jobs = [(i, str(root), seed, image_size, mix, max_steps) for i in todo]
+    t0, steps = time.time(), 0
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=episodes, initial=episodes - len(todo), desc="collect", unit="ep", disable=not progress)
+    if workers == 1:
+        for job in jobs:
+            steps += _collect_job(job)[1]
+            bar.update(1)
+    else:
+        with mp.get_context("spawn").Pool(workers) as pool:
+            for _, n in pool.imap_unordered(_collect_job, jobs):
+                steps += n
+                bar.update(1)
+    bar.close()
+    dt = time.time() - t0
+    return {"written": len(todo), "total": len(list_episodes(root)), "steps": steps, "seconds": dt,
+            "steps_per_s": steps / max(dt, 1e-9)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# torch datasets
+# ---------------------------------------------------------------------------------------------------
+def split_episodes(paths: list[Path], split: str, val_fraction: float = 0.1, seed: int = 0) -> list[Path]:
+    """Deterministic train/val split by episode (a hash of the file name, independent of listing order)."""
+    if split not in ("train", "val", "all"):
+        raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
+    if split == "all":
+        return list(paths)
+    out = []
+    for p in paths:
+        u = np.random.default_rng(np.random.SeedSequence([seed, int(p.stem.split("_")[-1])])).random()
+        if (u < val_fraction) == (split == "val"):
+            out.append(p)
+    return out
+
+
+def load_split(root: str | Path, split: str = "train", val_fraction: float = 0.1, seed: int = 0,
+               skip_corrupt: bool = False, max_episodes: int | None = None) -> tuple[dict, list[dict]]:
+    """Read ``meta.json`` and the episodes of one split into memory."""
+    import warnings
+
+    meta = read_meta(root)
+    paths = split_episodes(list_episodes(root), split, val_fraction, seed)
+    if max_episodes is not None:
+        paths = paths[:max_episodes]
+    episodes = []
+    for p in paths:
+        try:
+            episodes.append(load_episode(p))
+        except DatasetError as e:
+            if not skip_corrupt:
+                raise
+            warnings.warn(f"skipping {p}: {e}")
+    if not episodes:
+        raise DatasetError(f"no usable episodes in split {split!r} of {root} (found {len(paths)} files)")
+    return meta, episodes
+
+
+def frames_to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float32 (..., 3, H, W) in [-1, 1]."""
+    x = torch.as_tensor(frames)
+    return x.movedim(-1, -3).float().div(127.5).sub(1.0)
+
+
+def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
+    """float (..., 3, H, W) in [-1, 1] -> uint8 (..., H, W, 3)."""
+    return x.detach().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).movedim(-3, -1).cpu().numpy()
+
+
+def context_indices(t: int, context: int) -> np.ndarray:
+    """Frame indices t-K+1..t, clamped at 0 (the first frame is repeated at the start of an episode)."""
+    return np.clip(np.arange(t - context + 1, t + 1), 0, None)
+
+
+class TransitionDataset(torch.utils.data.Dataset):
+    """Training windows ``(K context frames + actions) -> next frame, rewards, success, end``.
+
+    Item ``t`` of an episode holds (all float32):
+
+    * ``obs`` (K, 3, H, W) in [-1, 1]: frames t-K+1..t (frame 0 repeated before the episode start);
+    * ``act`` (K, 2) in [-1, 1]: actions t-K+1..t, the last one being the action taken at t (zero padding);
+    * ``next_obs`` (3, H, W): frame t+1;
+    * ``rew`` (R,): reward labels of the transition (order of ``task.reward_types``);
+    * ``success`` (): whether frame t+1 is a success; ``end`` (): episode terminated at t+1;
+    * ``state`` (5,) / ``next_state`` (5,): true states at t and t+1 (for probes and auxiliary losses).
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", context: int = 4, val_fraction: float = 0.1,
+                 seed: int = 0, skip_corrupt: bool = False, max_episodes: int | None = None):
+        if context < 1:
+            raise ValueError(f"context must be >= 1, got {context}")
+        self.meta, self.episodes = load_split(root, split, val_fraction, seed, skip_corrupt, max_episodes)
+        self.task = TaskSpec.from_dict(self.meta["task"])
+        self.context = context
+        self.index = np.array([(e, t) for e, ep in enumerate(self.episodes) for t in range(len(ep["actions"]))])
+        self._norm_actions = [self.task.normalize_action(ep["actions"]).astype(np.float32) for ep in self.episodes]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        e, t = self.index[i]
+        ep = self.episodes[e]
+        idx = context_indices(t, self.context)
+        act = self._norm_actions[e][idx].copy()
+        act[: max(0, self.context - 1 - t)] = 0.0
+        T = len(ep["actions"])
+        cov = float(ep["coverage"][t + 1])
+        return {
+            "obs": frames_to_tensor(ep["frames"][idx]),
+            "act": torch.from_numpy(act),
+            "next_obs": frames_to_tensor(ep["frames"][t + 1]),
+            "rew": torch.tensor([ep["reward_" + r][t] for r in self.task.reward_types], dtype=torch.float32),
+            "success": torch.tensor(float(cov > 0.95)),
+            "end": torch.tensor(float(bool(ep["terminated"]) and t + 1 == T)),
+            "state": torch.from_numpy(ep["states"][t].astype(np.float32)),
+            "next_state": torch.from_numpy(ep["states"][t + 1].astype(np.float32)),
+        }
