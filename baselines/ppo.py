@@ -1,0 +1,157 @@
+"""Stable-Baselines3 PPO on ``WM-PushT-v0`` -- the baseline FoG is compared with.
+
+``CnnPolicy`` on pixels (``obs_type="pixels"``) or ``MlpPolicy`` on the surrogate latent
+(``obs_type="latent"``), through :class:`~baselines.vec_env.SB3VecEnvAdapter` so every step is one batched
+denoiser call. Hyper-parameters follow RL-Zoo's continuous-control defaults (normalised actions,
+GAE 0.95, clip 0.2, 10 epochs); the env-step budget counts every world-model step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from wm_gym.cliargs import arg
+
+
+@dataclasses.dataclass
+class PPOArgs:
+    """Arguments of a PPO run (each one is a ``ppo-train`` flag)."""
+
+    obs_type: str = arg("latent", '"latent" (MlpPolicy on the surrogate latent) or "pixels" (CnnPolicy on 64x64 frames)')
+    reward_type: str = arg("dense", '"dense" (shaped) or "coverage" (gym-pusht\'s reward)')
+    total_timesteps: int = arg(200_000, 'world-model env steps')
+    num_envs: int = arg(64, 'parallel envs, stepped by one batched denoiser call')
+    n_steps: int = arg(32, 'steps per env per rollout (rollout = num_envs * n_steps)')
+    batch_size: int = arg(512, 'minibatch size')
+    n_epochs: int = arg(10, 'epochs per update')
+    learning_rate: float = arg(3e-4, 'Adam learning rate')
+    gamma: float = arg(0.99, 'discount')
+    gae_lambda: float = arg(0.95, 'GAE lambda')
+    ent_coef: float = arg(0.0, 'entropy bonus')
+    clip_range: float = arg(0.2, 'PPO clip')
+    checkpoint: str | None = arg(None, 'world-model checkpoint directory (default: the shipped Push-T model)')
+    device: str = arg("cpu", 'torch device for the world model and the policy')
+    seed: int = arg(0, 'seeds numpy, torch and the env')
+    out: str = arg("runs/ppo", 'output directory (model, TensorBoard logs, curve CSV)')
+    eval_freq: int = arg(0, 'EvalCallback every this many env steps on a separate 8-env world model (0: off)')
+    progress_bar: bool = arg(True, "show SB3's progress bar")
+    run_name: str = arg("", 'run name (default: env, experiment, seed, time)')
+
+
+def make_vec_env(args: PPOArgs, num_envs: int | None = None):
+    """The SB3 VecEnv (with episode statistics) over the native batched ``WM-PushT-v0``."""
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    import wm_gym  # noqa: F401  (registers the env)
+
+    from .vec_env import SB3VecEnvAdapter
+
+    venv = gym.make_vec("WM-PushT-v0", num_envs=num_envs or args.num_envs, obs_type=args.obs_type,
+                        reward_type=args.reward_type, checkpoint=args.checkpoint, device=args.device)
+    return VecMonitor(SB3VecEnvAdapter(venv))
+
+
+class CurveCallback:
+    """Records (env steps, mean episode return over the last 100 episodes) after every rollout."""
+
+    def __init__(self):
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        outer = self
+
+        class _CB(BaseCallback):
+            def _on_step(self) -> bool:
+                return True
+
+            def _on_rollout_end(self) -> None:
+                buf = self.model.ep_info_buffer
+                if buf:
+                    outer.rows.append((self.num_timesteps, float(np.mean([e["r"] for e in buf])),
+                                       float(np.mean([e["l"] for e in buf])), time.time() - outer.t0))
+
+        self.rows: list[tuple[int, float, float, float]] = []
+        self.t0 = time.time()
+        self.callback = _CB()
+
+
+def train_ppo(args: PPOArgs):
+    """Train PPO; returns (model, curve rows [(env_steps, ep_rew_mean, ep_len_mean, seconds)])."""
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import CallbackList, EvalCallback
+    from stable_baselines3.common.utils import set_random_seed
+
+    if args.obs_type not in ("latent", "pixels"):
+        raise ValueError(f"obs_type must be 'latent' or 'pixels', got {args.obs_type!r}")
+    set_random_seed(args.seed)
+    name = args.run_name or f"WM-PushT-v0__ppo_{args.obs_type}__{args.seed}__{int(time.time())}"
+    out = Path(args.out) / name
+    out.mkdir(parents=True, exist_ok=True)
+    env = make_vec_env(args)
+    env.seed(args.seed)
+    policy = "CnnPolicy" if args.obs_type == "pixels" else "MlpPolicy"
+    model = PPO(policy, env, n_steps=args.n_steps, batch_size=args.batch_size, n_epochs=args.n_epochs,
+                learning_rate=args.learning_rate, gamma=args.gamma, gae_lambda=args.gae_lambda,
+                ent_coef=args.ent_coef, clip_range=args.clip_range, seed=args.seed, device=args.device,
+                tensorboard_log=str(out / "tb"), verbose=0)
+    curve = CurveCallback()
+    callbacks = [curve.callback]
+    if args.eval_freq > 0:
+        eval_env = make_vec_env(args, num_envs=8)
+        eval_env.seed(args.seed + 10_000)
+        callbacks.append(EvalCallback(eval_env, eval_freq=max(1, args.eval_freq // args.num_envs),
+                                      n_eval_episodes=8, best_model_save_path=str(out), log_path=str(out)))
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    model.learn(args.total_timesteps, callback=CallbackList(callbacks), progress_bar=args.progress_bar,
+                tb_log_name="ppo")
+    model.save(out / "model.zip")
+    (out / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2))
+    with open(out / "curve.csv", "w") as f:
+        f.write("env_steps,ep_rew_mean,ep_len_mean,seconds\n")
+        for r in curve.rows:
+            f.write(",".join(str(x) for x in r) + "\n")
+    env.close()
+    return model, curve.rows, out
+
+
+class PPOFramePolicy:
+    """Runs a trained PPO model on raw frames, e.g. in the ground-truth gym-pusht.
+
+    For ``obs_type="latent"`` it keeps the last K frames and actions (first frame repeated, zero actions
+    at the start; see docs/CONTRACTS.md) and encodes them with the world model's surrogate.
+    """
+
+    def __init__(self, model, obs_type: str, checkpoint=None, device: str = "cpu", deterministic: bool = True):
+        from wm_gym.envs.core import WorldModel
+
+        self.model, self.obs_type, self.deterministic = model, obs_type, deterministic
+        self.wm = WorldModel.load(checkpoint, device)
+        task = self.wm.task
+        self._low, self._high = task.action_low, task.action_high
+        self.reset()
+
+    def reset(self) -> None:
+        self.frames: list[np.ndarray] = []
+
+    def act(self, frame: np.ndarray) -> np.ndarray:
+        import torch
+
+        from wm_gym.data import frames_to_tensor
+
+        if self.obs_type == "pixels":
+            obs = frame
+        else:
+            K = self.wm.context
+            self.frames = (self.frames + [frame])[-K:]
+            f = self.frames if len(self.frames) == K else [self.frames[0]] * (K - len(self.frames)) + self.frames
+            with torch.no_grad():
+                x = frames_to_tensor(np.stack(f))[None].to(self.wm.device)
+                obs = self.wm.surrogate.encode(x)[0].cpu().numpy()
+        a, _ = self.model.predict(obs, deterministic=self.deterministic)
+        return self._low + (np.clip(a, -1, 1) + 1) * 0.5 * (self._high - self._low)
