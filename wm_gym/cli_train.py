@@ -5,7 +5,7 @@ A module listed in ``_MODULES`` exposes ``add_cli(subparsers)`` that adds its su
 
 import importlib
 
-_MODULES = ("wm_gym.train_global", "wm_gym.train_surrogate", "wm_gym.fidelity")
+_MODULES = ("wm_gym.train_global", "wm_gym.train_surrogate", "wm_gym.fidelity", "wm_gym.export")
 
 
 def add_commands(sub) -> None:

@@ -69,8 +69,8 @@ class WorldModel:
             if not (path / part).exists():
                 raise CheckpointError(f"world-model checkpoint {path} lacks {part}. {hint}")
         try:
-            global_model = GlobalModel.from_pretrained(path / "global_model", device=device)
-            surrogate = Surrogate.from_pretrained(path / "surrogate").to(device).eval()
+            global_model = GlobalModel.from_pretrained(path / "global_model", device=device).float()
+            surrogate = Surrogate.from_pretrained(path / "surrogate").to(device=device, dtype=torch.float32).eval()
         except CheckpointError:
             raise
         except Exception as e:

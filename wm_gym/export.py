@@ -1,0 +1,89 @@
+"""``wm-gym export``: assemble a world-model checkpoint that ``gym.make("WM-PushT-v0", checkpoint=DIR)`` loads.
+
+It copies the trained global model and surrogate (as fp16 safetensors, to keep the shipped files small),
+stores a bank of real initial frames (first frames of the dataset's validation episodes) and writes a
+``metrics.json`` / ``README.md`` with the commands that made it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _save_fp16(model, path: Path) -> None:
+    model = model.to(torch.float16)
+    model.save_pretrained(path)
+    model.to(torch.float32)
+
+
+def export_checkpoint(global_model_dir: str | Path, surrogate_dir: str | Path, data: str | Path,
+                      out: str | Path, num_start_frames: int = 256, metrics: dict | None = None,
+                      commands: list[str] | None = None, fp16: bool = True) -> Path:
+    """Write a complete world-model checkpoint to ``out`` (atomically: built beside it, then renamed)."""
+    from .data import list_episodes, load_episode, read_meta, split_episodes
+    from .models.global_model import GlobalModel
+    from .models.surrogate import Surrogate
+
+    out = Path(out)
+    gm = GlobalModel.from_pretrained(global_model_dir)
+    sur = Surrogate.from_pretrained(surrogate_dir)
+    meta = read_meta(data)
+    if meta["resolution"][0] != gm.image_size:
+        raise ValueError(f"dataset resolution {meta['resolution']} != global model image_size {gm.image_size}")
+    paths = split_episodes(list_episodes(data), "val") or list_episodes(data)
+    frames = np.stack([load_episode(p)["frames"][0] for p in paths[:num_start_frames]])
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}_"))
+    try:
+        if fp16:
+            gm.denoiser.to(torch.float16); gm.reward_model.to(torch.float16)
+        gm.save_pretrained(tmp / "global_model")
+        gm.float()
+        (_save_fp16 if fp16 else lambda m, p: m.save_pretrained(p))(sur, tmp / "surrogate")
+        np.savez_compressed(tmp / "start_frames.npz", frames=frames)
+        info = {"source": {"global_model": str(global_model_dir), "surrogate": str(surrogate_dir), "data": str(data)},
+                "num_start_frames": int(len(frames)), **(metrics or {})}
+        (tmp / "metrics.json").write_text(json.dumps(info, indent=2))
+        lines = ["# World-model checkpoint", "", "Made by these commands (run from the repository root):", "",
+                 "```bash", *(commands or []), "```", "", "Numbers measured on it: `metrics.json`."]
+        (tmp / "README.md").write_text("\n".join(lines) + "\n")
+        if out.exists():
+            old = out.with_name(out.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("export", help="assemble a world-model checkpoint (global model + surrogate + start frames)")
+    p.add_argument("--global-model", required=True, help="directory written by train-global (global_model/)")
+    p.add_argument("--surrogate", required=True, help="directory written by train-surrogate")
+    p.add_argument("--data", required=True, help="dataset the start frames are taken from (validation split)")
+    p.add_argument("--out", required=True, help="checkpoint directory to write")
+    p.add_argument("--metrics", default=None, help="JSON file(s) of measured numbers to embed, comma-separated")
+    p.add_argument("--command", action="append", default=[], help="command that made a part (repeatable)")
+    p.add_argument("--fp32", action="store_true", help="keep float32 weights (default: fp16)")
+
+    def run(args) -> int:
+        metrics = {}
+        for f in filter(None, (args.metrics or "").split(",")):
+            metrics[Path(f).stem] = json.loads(Path(f).read_text())
+        path = export_checkpoint(args.global_model, args.surrogate, args.data, args.out, metrics=metrics,
+                                 commands=args.command, fp16=not args.fp32)
+        print(f"wrote {path}")
+        return 0
+
+    p.set_defaults(func=run)
