@@ -1,0 +1,155 @@
+"""Evaluate any policy in the real Push-T (gym-pusht), with two reference baselines.
+
+A policy is one of:
+
+* an object with ``reset()`` and ``act(frame) -> action`` (``FoGPolicy``, SB3 wrappers): it sees only
+  frames uint8 (H, W, 3) and keeps its own context;
+* a :class:`GroundTruthPolicy` (``reset(seed)``, ``act(frame, info)``): it is also handed the
+  ground-truth ``info`` (true ``state`` included), so mark such a policy ``privileged``;
+* a callable ``policy(frames) -> action`` on the frame history so far (a list, oldest first).
+
+Actions are absolute targets in env units (Push-T: xy in [0, 512]).
+
+>>> res = evaluate_in_ground_truth(RandomPolicy(), seeds=[0], image_size=32, max_steps=3)
+>>> sorted(k for k in res if not isinstance(res[k], list))
+['mean_final_coverage', 'mean_max_coverage', 'success_rate']
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from wm_gym.pusht import WORKSPACE, PushTGroundTruth
+
+
+class GroundTruthPolicy:
+    """A policy the evaluator seeds at every episode and hands the ground-truth info to."""
+
+    privileged = False  # True if act() reads info (the true state): not a frames-only policy
+
+    def reset(self, seed: int | None = None) -> None:
+        pass
+
+    def act(self, frame: np.ndarray, info: dict[str, Any]) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class RandomPolicy(GroundTruthPolicy):
+    """Uniform random targets in the workspace (seeded per episode)."""
+
+    def reset(self, seed=None):
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, frame, info):
+        return self.rng.uniform(0.0, WORKSPACE, size=2).astype(np.float32)
+
+
+class ScriptedPusher(GroundTruthPolicy):
+    """Privileged reference: ``wm_gym.policies.Pusher`` with ``p_goal=1`` reading the TRUE state.
+
+    It is an upper-ish reference for what pushing towards the goal achieves, not a fair baseline for a
+    policy that sees frames only.
+    """
+
+    privileged = True
+
+    def __init__(self, noise: float = 4.0):
+        from wm_gym.policies import Pusher
+
+        self.pusher = Pusher(p_goal=1.0, noise=noise)
+
+    def reset(self, seed=None):
+        self.pusher.reset(np.random.default_rng(seed))
+
+    def act(self, frame, info):
+        return self.pusher(info["state"])
+
+
+def _adapt(policy) -> tuple[Callable[[int], None], Callable[[list, dict], np.ndarray]]:
+    """(reset(seed), act(history, info)) for any supported policy kind."""
+    if isinstance(policy, GroundTruthPolicy):
+        return policy.reset, lambda history, info: policy.act(history[-1], info)
+    if hasattr(policy, "reset") and hasattr(policy, "act"):
+        return lambda seed: policy.reset(), lambda history, info: policy.act(history[-1])
+    if callable(policy):
+        return lambda seed: None, lambda history, info: policy(history)
+    raise TypeError(f"policy must have reset()/act(frame) or be callable on the frame history, got {type(policy).__name__}")
+
+
+def write_video(frames: list[np.ndarray], path: str | Path, fps: int = 10, scale: int = 4) -> Path:
+    """Write uint8 (H, W, 3) RGB frames to an .mp4 (cv2, mp4v) or a .gif (Pillow), upscaled ``scale`` x."""
+    import cv2
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    big = [cv2.resize(np.asarray(f), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST) for f in frames]
+    if path.suffix.lower() == ".gif":
+        from PIL import Image
+
+        imgs = [Image.fromarray(f) for f in big]
+        imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0)
+        return path
+    h, w = big[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+        raise RuntimeError(f"cv2 could not open a video writer for {path}; try a .gif path instead")
+    for f in big:
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def evaluate_in_ground_truth(policy, seeds: Iterable[int] = range(50), image_size: int = 64, max_steps: int = 300,
+                             video_path: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
+    """Run ``policy`` for one episode per seed in gym-pusht; coverage is gym-pusht's (success = > 0.95).
+
+    Args:
+        policy: see the module docstring.
+        seeds: reset seeds, one episode each.
+        image_size: frame size the policy sees (the world model's resolution).
+        max_steps: truncation limit (gym-pusht: 300).
+        video_path: if given, the first seed's episode is written there (.mp4 or .gif).
+        progress: show a tqdm bar over seeds.
+
+    Returns:
+        ``mean_max_coverage``, ``mean_final_coverage``, ``success_rate`` and per-seed lists ``seeds``,
+        ``max_coverage``, ``final_coverage``, ``success``, ``length``.
+    """
+    from tqdm.auto import tqdm
+
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds must name at least one episode")
+    reset, act = _adapt(policy)
+    env = PushTGroundTruth(image_size=image_size, max_episode_steps=max_steps)
+    out: dict[str, list] = {"seeds": seeds, "max_coverage": [], "final_coverage": [], "success": [], "length": []}
+    try:
+        for k, seed in enumerate(tqdm(seeds, desc="gym-pusht eval", disable=not progress)):
+            frame, info = env.reset(seed=int(seed))
+            reset(int(seed))
+            history, coverages, success = [frame], [info["coverage"]], False
+            for _ in range(max_steps):
+                action = np.asarray(act(history, info), dtype=np.float64).reshape(-1)
+                frame, _, terminated, truncated, info = env.step(action)
+                history.append(frame)
+                coverages.append(info["coverage"])
+                success = success or info["is_success"]
+                if terminated or truncated:
+                    break
+            out["max_coverage"].append(float(max(coverages)))
+            out["final_coverage"].append(float(coverages[-1]))
+            out["success"].append(bool(success))
+            out["length"].append(len(history) - 1)
+            if video_path is not None and k == 0:
+                write_video(history, video_path)
+    finally:
+        env.close()
+    return {
+        "mean_max_coverage": float(np.mean(out["max_coverage"])),
+        "mean_final_coverage": float(np.mean(out["final_coverage"])),
+        "success_rate": float(np.mean(out["success"])),
+        **out,
+    }

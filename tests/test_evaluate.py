@@ -1,0 +1,75 @@
+"""The shared ground-truth evaluator: policy kinds, baselines, determinism and the episode video."""
+
+import numpy as np
+import pytest
+
+from fog_trainer.evaluate import (GroundTruthPolicy, RandomPolicy, ScriptedPusher, evaluate_in_ground_truth,
+                                  write_video)
+
+KEYS = {"mean_max_coverage", "mean_final_coverage", "success_rate", "seeds", "max_coverage", "final_coverage",
+        "success", "length"}
+
+
+def check_result(res, n, max_steps):
+    assert set(res) == KEYS
+    assert len(res["max_coverage"]) == len(res["final_coverage"]) == len(res["success"]) == n
+    assert all(0 <= c <= 1 for c in res["max_coverage"] + res["final_coverage"])
+    assert all(1 <= n_steps <= max_steps for n_steps in res["length"])
+    assert np.isclose(res["mean_max_coverage"], np.mean(res["max_coverage"]))
+    assert all(m >= f for m, f in zip(res["max_coverage"], res["final_coverage"]))
+
+
+def test_baselines_are_deterministic_and_write_a_video(tmp_path):
+    video = tmp_path / "ep.mp4"
+    res = evaluate_in_ground_truth(RandomPolicy(), seeds=[0, 1], image_size=32, max_steps=12, video_path=video)
+    check_result(res, 2, 12)
+    assert video.stat().st_size > 0
+    assert evaluate_in_ground_truth(RandomPolicy(), seeds=[0, 1], image_size=32, max_steps=12) == res
+    scripted = evaluate_in_ground_truth(ScriptedPusher(), seeds=[0], image_size=32, max_steps=12)
+    check_result(scripted, 1, 12)
+    assert ScriptedPusher.privileged and not RandomPolicy.privileged
+
+
+def test_frames_only_and_callable_policies(tmp_path):
+    class Hold:  # reset()/act(frame): frames only
+        def reset(self):
+            self.n = 0
+
+        def act(self, frame):
+            assert frame.shape == (32, 32, 3) and frame.dtype == np.uint8
+            self.n += 1
+            return np.array([256.0, 256.0])
+
+    hold = Hold()
+    res = evaluate_in_ground_truth(hold, seeds=[3], image_size=32, max_steps=5)
+    check_result(res, 1, 5)
+    assert hold.n == 5
+
+    seen = []
+
+    def on_history(frames):
+        seen.append(len(frames))
+        return np.array([100.0, 100.0])
+
+    evaluate_in_ground_truth(on_history, seeds=[3], image_size=32, max_steps=4)
+    assert seen == [1, 2, 3, 4]
+
+
+def test_privileged_policy_gets_the_true_state():
+    class ReadsState(GroundTruthPolicy):
+        privileged = True
+
+        def act(self, frame, info):
+            assert info["state"].shape == (5,)
+            return info["state"][:2]
+
+    check_result(evaluate_in_ground_truth(ReadsState(), seeds=[0], image_size=32, max_steps=3), 1, 3)
+
+
+def test_errors_and_gif(tmp_path):
+    with pytest.raises(TypeError, match="reset"):
+        evaluate_in_ground_truth(object(), seeds=[0], image_size=32, max_steps=2)
+    with pytest.raises(ValueError, match="seeds"):
+        evaluate_in_ground_truth(RandomPolicy(), seeds=[], image_size=32)
+    gif = write_video([np.zeros((8, 8, 3), np.uint8), np.full((8, 8, 3), 255, np.uint8)], tmp_path / "a.gif")
+    assert gif.stat().st_size > 0
