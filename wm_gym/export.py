@@ -26,11 +26,18 @@ def export_checkpoint(global_model_dir: str | Path, surrogate_dir: str | Path, d
                       out: str | Path, num_start_frames: int = 256, metrics: dict | None = None,
                       commands: list[str] | None = None, fp16: bool = True) -> Path:
     """Write a complete world-model checkpoint to ``out`` (atomically: built beside it, then renamed)."""
+    from .envs.core import quiet_diffusers
+
+    out = Path(out)
+    with quiet_diffusers():
+        return _export(global_model_dir, surrogate_dir, data, out, num_start_frames, metrics, commands, fp16)
+
+
+def _export(global_model_dir, surrogate_dir, data, out, num_start_frames, metrics, commands, fp16) -> Path:
     from .data import list_episodes, load_episode, read_meta, split_episodes
     from .models.global_model import GlobalModel
     from .models.surrogate import Surrogate
 
-    out = Path(out)
     gm = GlobalModel.from_pretrained(global_model_dir)
     sur = Surrogate.from_pretrained(surrogate_dir)
     meta = read_meta(data)

@@ -7,6 +7,7 @@ batched global-model call; it is the torch fast path behind ``WMPushTVectorEnv.s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -19,6 +20,19 @@ from ..data import frames_to_tensor
 from ..pusht import TaskSpec
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "pusht"
+
+
+@contextlib.contextmanager
+def quiet_diffusers():
+    """Silence diffusers' loading chatter (accelerate hints, dtype-cast notes) for our own small models."""
+    from diffusers.utils import logging as dlog
+
+    level = dlog.get_verbosity()
+    dlog.set_verbosity_error()
+    try:
+        yield
+    finally:
+        dlog.set_verbosity(level)
 
 
 class CheckpointError(ValueError):
@@ -43,6 +57,14 @@ class WorldModel:
     @property
     def latent_dim(self) -> int:
         return int(self.surrogate.config.latent_dim)
+
+    @property
+    def latent_bounds(self) -> tuple[float, float]:
+        """Bounds of every latent coordinate: LayerNorm without affine gives |z_i| <= sqrt(d - 1); SimNorm [0, 1]."""
+        if self.surrogate.config.latent_norm == "layernorm":
+            b = float(np.sqrt(self.latent_dim))
+            return -b, b
+        return 0.0, 1.0
 
     @classmethod
     def load(cls, checkpoint: str | Path | None = None, device: str | torch.device = "cpu") -> "WorldModel":
@@ -69,8 +91,9 @@ class WorldModel:
             if not (path / part).exists():
                 raise CheckpointError(f"world-model checkpoint {path} lacks {part}. {hint}")
         try:
-            global_model = GlobalModel.from_pretrained(path / "global_model", device=device).float()
-            surrogate = Surrogate.from_pretrained(path / "surrogate").to(device=device, dtype=torch.float32).eval()
+            with quiet_diffusers():
+                global_model = GlobalModel.from_pretrained(path / "global_model", device=device).float()
+                surrogate = Surrogate.from_pretrained(path / "surrogate").to(device=device, dtype=torch.float32).eval()
         except CheckpointError:
             raise
         except Exception as e:

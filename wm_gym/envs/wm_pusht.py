@@ -26,7 +26,8 @@ def make_spaces(wm: WorldModel, obs_type: str):
         size = task.image_size
         obs_space = spaces.Box(0, 255, shape=(size, size, 3), dtype=np.uint8)
     else:
-        obs_space = spaces.Box(-np.inf, np.inf, shape=(wm.latent_dim,), dtype=np.float32)
+        low, high = wm.latent_bounds
+        obs_space = spaces.Box(low, high, shape=(wm.latent_dim,), dtype=np.float32)
     return obs_space, action_space
 
 
@@ -81,7 +82,7 @@ class WMPushTEnv(gym.Env):
     | obs_type | space | meaning |
     |---|---|---|
     | ``"pixels"`` (default) | ``Box(0, 255, (64, 64, 3), uint8)`` | the latest generated frame |
-    | ``"latent"`` | ``Box(-inf, inf, (d,), float32)`` | the surrogate's latent of the last K frames |
+    | ``"latent"`` | ``Box(-sqrt(d), sqrt(d), (d,), float32)`` | the surrogate's latent of the last K frames |
 
     ## Rewards
     ``reward_type="coverage"`` (default): gym-pusht's ``clip(coverage / 0.95, 0, 1)`` predicted by the
