@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-
-def arg(default, help: str):
-    """A dataclass field with a default and a one-line help text (read by the CLI)."""
-    if isinstance(default, (list, dict, set)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+from wm_gym.cliargs import arg
 
 
 @dataclass
@@ -21,6 +16,7 @@ class FoGConfig:
     env_id: str = arg("WM-PushT-v0", "env id, made with gym.make_vec when the trainer is given an id")
     num_envs: int = arg(64, "parallel envs N (one update sees N x horizon env steps)")
     reward_type: str = arg("dense", "reward the env is made with when given an id ('dense' or 'coverage')")
+    checkpoint: str = arg("", "world-model checkpoint directory when made from an id ('' = the shipped model)")
     # -- FoG objective ------------------------------------------------------------------------------
     horizon: int = arg(16, "H: env steps per update, the length of the differentiated return")
     gamma: float = arg(0.99, "discount factor")

@@ -107,7 +107,7 @@ class FoGTrainer:
 
     Args:
         env: a vector env with the torch fast path (its ``unwrapped`` is searched too), or an env id
-            made with ``gym.make_vec(id, num_envs, obs_type="latent", reward_type, device)``.
+            made with ``gym.make_vec(id, num_envs, obs_type="latent", reward_type, device, checkpoint)``.
         config: hyper-parameters; ``config.num_envs`` is only used when ``env`` is an id.
     """
 
@@ -121,7 +121,7 @@ class FoGTrainer:
             import wm_gym  # noqa: F401  (registers the WM envs)
 
             env = gym.make_vec(env, num_envs=cfg.num_envs, obs_type="latent", reward_type=cfg.reward_type,
-                               device=cfg.device)
+                               device=cfg.device, checkpoint=cfg.checkpoint or None)
         self.vec_env, self.env = env, _fast_path(env)
         self.device = torch.device(cfg.device)
         self.z = self.env.reset_tensor(seed=cfg.seed).to(self.device)

@@ -7,7 +7,9 @@ The fixture env is a random tanh-MLP latent dynamics + reward that serves both a
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -347,3 +349,56 @@ def test_policy_save_load_round_trip_acts_on_frames(tmp_path):
 def test_rejects_env_without_fast_path(tmp_path):
     with pytest.raises(TypeError, match="reset_tensor"):
         FoGTrainer(object(), small_config(tmp_path))
+
+
+# ---------------------------------------------------------------------------------------------------
+# the real env class on a tiny untrained world-model checkpoint: CLI and example entry points
+# ---------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_world_model(tmp_path_factory):
+    """A complete WM-PushT-v0 checkpoint (docs/CONTRACTS.md layout) of tiny random models at 32x32."""
+    try:
+        from wm_gym.models.denoiser import Denoiser
+        from wm_gym.models.global_model import GlobalModel
+        from wm_gym.models.reward_model import RewardModel
+        from wm_gym.models.surrogate import Surrogate
+    except ImportError as e:  # the world-model package is not there yet
+        pytest.skip(f"world-model classes unavailable: {e}")
+    from wm_gym.pusht import PUSHT, TaskSpec
+
+    root = tmp_path_factory.mktemp("tiny_wm")
+    torch.manual_seed(0)
+    task = TaskSpec(**{**PUSHT.to_dict(), "image_size": 32})
+    den = Denoiser(image_size=32, context=2, patch=4, block_out_channels=(8, 16), norm_num_groups=8)
+    rew = RewardModel(image_size=32, channels=(8, 8, 16, 16), hidden=16)
+    GlobalModel(den, rew, task).save_pretrained(root / "global_model")
+    Surrogate(image_size=32, context=2, latent_dim=16, encoder_channels=(8, 8), dynamics_hidden=32, reward_hidden=32,
+              task=task.to_dict()).save_pretrained(root / "surrogate")
+    frames = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    np.savez_compressed(root / "start_frames.npz", frames=frames)
+    return root
+
+
+def test_cli_trains_on_the_world_model_env(tiny_world_model, tmp_path, capsys):
+    from fog_trainer.cli import main
+
+    run = tmp_path / "run"
+    args = ["--checkpoint", str(tiny_world_model), "--num-envs", "2", "--horizon", "3", "--critic-iters", "1",
+            "--actor-hidden", "16,16", "--run-dir", str(run), "--progress-bar", "false"]
+    assert main(args + ["--total-env-steps", "12"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["env_steps"] == 12 and (run / "checkpoint.pt").exists()
+    policy = FoGPolicy.load(summary["policy"])
+    policy.reset()
+    action = policy.act(np.zeros((32, 32, 3), np.uint8))
+    assert action.shape == (2,) and np.all((action >= 0) & (action <= 512))
+
+
+def test_example_smoke(tiny_world_model, tmp_path):
+    import runpy
+
+    example = runpy.run_path(str(Path(__file__).resolve().parent.parent / "examples" / "fog_pusht.py"))
+    out = tmp_path / "example"
+    assert example["main"](["--smoke", "--no-baselines", "--checkpoint", str(tiny_world_model), "--out", str(out)]) == 0
+    for name in ("policy/policy.json", "learning_curve.png", "episode.mp4", "summary.json"):
+        assert (out / name).exists(), name
