@@ -53,3 +53,13 @@ def build_tiny_checkpoint(out, data_root, image_size=32, seed=0, success_bias=-8
 def tiny_checkpoint(tiny_dataset, tmp_path_factory):
     """A tiny untrained world-model checkpoint at 32x32 (global model + surrogate + start frames)."""
     return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny_wm"), tiny_dataset)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint64(tmp_path_factory):
+    """Like ``tiny_checkpoint`` at 64x64 (SB3's default CnnPolicy needs frames of at least 36x36)."""
+    from wm_gym.data import collect
+
+    root = tmp_path_factory.mktemp("tiny_wm64")
+    collect(root / "data", episodes=2, seed=0, workers=1, image_size=64, max_steps=8, progress=False)
+    return build_tiny_checkpoint(root, root / "data", image_size=64)

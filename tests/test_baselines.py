@@ -1,0 +1,63 @@
+"""SB3 VecEnv adapter over the native batched env, and PPO on a tiny world model."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import wm_gym  # noqa: F401
+from baselines import PPOArgs, PPOFramePolicy, SB3VecEnvAdapter, train_ppo
+
+
+def test_adapter_follows_sb3_vecenv_conventions(tiny_checkpoint):
+    venv = gym.make_vec("WM-PushT-v0", num_envs=3, checkpoint=tiny_checkpoint, max_episode_steps=3)
+    env = SB3VecEnvAdapter(venv)
+    assert env.action_space == gym.spaces.Box(-1, 1, (2,), np.float32)
+    env.seed(5)
+    obs = env.reset()
+    assert obs.shape == (3, 32, 32, 3) and obs.dtype == np.uint8
+    env.step_async(np.zeros((3, 2), np.float32))
+    obs, rew, dones, infos = env.step_wait()
+    assert not dones.any() and rew.dtype == np.float32 and len(infos) == 3
+    # action -1..1 maps onto the 0..512 workspace
+    np.testing.assert_allclose(venv.unwrapped.sim.last_action, 256.0)
+    obs, rew, dones, infos = env.step(np.ones((3, 2), np.float32))
+    np.testing.assert_allclose(venv.unwrapped.sim.last_action, 512.0)
+    obs, rew, dones, infos = env.step(np.ones((3, 2), np.float32))
+    assert dones.all()
+    for info in infos:
+        assert info["terminal_observation"].shape == (32, 32, 3) and info["TimeLimit.truncated"]
+    # seeding makes resets reproducible
+    np.testing.assert_array_equal(_reset_with_seed(tiny_checkpoint, 5), _reset_with_seed(tiny_checkpoint, 5))
+
+
+def _reset_with_seed(ckpt, seed):
+    e = SB3VecEnvAdapter(gym.make_vec("WM-PushT-v0", num_envs=3, checkpoint=ckpt))
+    e.seed(seed)
+    return e.reset()
+
+
+def test_adapter_refuses_next_step_autoreset():
+    from gymnasium.vector import AutoresetMode
+
+    venv = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync",
+                        vector_kwargs={"autoreset_mode": AutoresetMode.NEXT_STEP})
+    with pytest.raises(ValueError, match="same-step"):
+        SB3VecEnvAdapter(venv)
+
+
+@pytest.mark.parametrize("obs_type", ["latent", "pixels"])
+def test_ppo_learns_a_few_hundred_steps_and_acts_on_frames(obs_type, request, tmp_path):
+    from wm_gym.envs import WorldModel
+
+    tiny_checkpoint = request.getfixturevalue("tiny_checkpoint64" if obs_type == "pixels" else "tiny_checkpoint")
+
+    args = PPOArgs(obs_type=obs_type, total_timesteps=128, num_envs=4, n_steps=16, batch_size=32, n_epochs=1,
+                   checkpoint=str(tiny_checkpoint), out=str(tmp_path), progress_bar=False, run_name="t")
+    model, rows, out = train_ppo(args)
+    assert (out / "model.zip").exists() and (out / "curve.csv").exists()
+    assert model.num_timesteps >= 128
+    policy = PPOFramePolicy(model, obs_type, checkpoint=tiny_checkpoint)
+    frames = WorldModel.load(tiny_checkpoint).start_frames
+    for f in frames[:5]:
+        a = policy.act(f)
+        assert a.shape == (2,) and (a >= 0).all() and (a <= 512).all()
