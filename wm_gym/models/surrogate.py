@@ -1,0 +1,363 @@
+"""The local surrogate: encoder -> latent z, latent dynamics f(z, a), reward head r(z, a), and their Jacobians.
+
+The surrogate is the "local" half of the coupled world model (paper: *Efficient First-Order RL via Coupled
+Local and Global World Models*): the global diffusion model supplies the forward values, the surrogate
+supplies cheap derivatives ``df/dz``, ``df/da``, ``dr/dz``, ``dr/da`` at the states the global model visited.
+Its value is how good those derivatives are, so every part is a smooth MLP whose Jacobians are computed
+in closed form (a batched forward-mode pass through ``Linear -> LayerNorm -> SiLU`` layers), which is
+several times faster than ``torch.func.vmap(jacrev)`` (``benchmarks/jacobian_speed.py``).
+
+Parts (named as in TD-MPC2):
+
+* ``encode(obs)``: K context frames (B, K, 3, H, W) in [-1, 1] -> z (B, d), a strided CNN, then a linear
+  layer and the latent normalisation (``LayerNorm`` without affine, or TD-MPC2's ``SimNorm``).
+* ``next(z, a)``: ``z' = norm(z + g([z, a]))`` with ``g`` a residual MLP (``Linear -> LayerNorm -> SiLU``).
+* ``reward(z, a)``: all reward labels (B, R) of the transition taken from z with action a.
+* ``success_logit(z)``: logit that the state z is a success (Push-T terminates on success).
+* ``state(z)``: linear read-out of the task's true-state features (the anti-collapse auxiliary head).
+
+Actions are normalised to [-1, 1] (``TaskSpec.normalize_action``) everywhere in this module.
+
+Example::
+
+    >>> import torch
+    >>> from wm_gym.models.surrogate import Surrogate
+    >>> model = Surrogate(image_size=32, context=2, latent_dim=16, encoder_channels=(8, 8),
+    ...                   dynamics_hidden=32, reward_hidden=32)
+    >>> lin = model.linearize(torch.zeros(5, 2, 3, 32, 32), torch.zeros(5, 2))
+    >>> tuple(lin.dfdz.shape), tuple(lin.dfda.shape), tuple(lin.drdz.shape), tuple(lin.drda.shape)
+    ((5, 16, 16), (5, 16, 2), (5, 16), (5, 2))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+
+from ..pusht import REWARD_TYPES, TaskSpec
+
+JACOBIAN_METHODS = ("analytic", "vmap-jacfwd", "vmap-jacrev")
+
+
+@dataclasses.dataclass
+class Linearization:
+    """The surrogate linearised at (z, a): values and Jacobians of one latent step.
+
+    Attributes:
+        z: (B, d) latent; a: (B, m) normalised action.
+        next_z: (B, d) ``f(z, a)``; reward: (B,) ``r(z, a)[reward_index]``.
+        dfdz: (B, d, d); dfda: (B, d, m); drdz: (B, d); drda: (B, m).
+    """
+
+    z: torch.Tensor
+    a: torch.Tensor
+    next_z: torch.Tensor
+    reward: torch.Tensor
+    dfdz: torch.Tensor
+    dfda: torch.Tensor
+    drdz: torch.Tensor
+    drda: torch.Tensor
+
+
+def _dsilu(u: torch.Tensor) -> torch.Tensor:
+    s = torch.sigmoid(u)
+    return s * (1 + u * (1 - s))
+
+
+class MLP(nn.Module):
+    """``(Linear -> LayerNorm -> SiLU) x layers -> Linear`` with closed-form Jacobians.
+
+    ``jacobian`` runs forward mode (the tangent starts at the first weight matrix, so a one-hidden-layer
+    MLP needs a single batched matrix product); ``vjp_row`` runs reverse mode for one output (a few
+    matrix-vector products).
+    """
+
+    def __init__(self, in_dim: int, hidden: int, layers: int, out_dim: int, eps: float = 1e-5):
+        super().__init__()
+        dims = [in_dim] + [hidden] * layers
+        self.linears = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims[:-1], dims[1:]))
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden, eps=eps) for _ in range(layers))
+        self.out = nn.Linear(dims[-1], out_dim)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for lin, ln in zip(self.linears, self.norms):
+            x = F.silu(ln(lin(x)))
+        return self.out(x)
+
+    def forward_cached(self, x: torch.Tensor):
+        """Forward pass that also returns, per hidden layer, ``(h_hat, 1/sigma, SiLU'(u) * gamma / sigma)``."""
+        cache = []
+        for lin, ln in zip(self.linears, self.norms):
+            h = lin(x)
+            mu = h.mean(-1, keepdim=True)
+            rstd = torch.rsqrt((h - mu).pow(2).mean(-1, keepdim=True) + self.eps)
+            hhat = (h - mu) * rstd
+            u = hhat * ln.weight + ln.bias
+            cache.append((hhat, rstd, _dsilu(u) * ln.weight * rstd))
+            x = F.silu(u)
+        return self.out(x), cache
+
+    def jacobian(self, cache) -> torch.Tensor:
+        """d out / d in, (B, out_dim, in_dim), from ``forward_cached``'s cache (forward mode)."""
+        tangent = None  # (B, width, in_dim); None stands for the identity before the first layer
+        for lin, (hhat, _, c) in zip(self.linears, cache):
+            n = hhat.shape[-1]
+            if tangent is None:
+                w = lin.weight
+                centred = (w - w.mean(0, keepdim=True)).expand(hhat.shape[0], -1, -1)
+                v = hhat @ w  # (B, in): hhat^T W (hhat has zero mean, so centring W first changes nothing)
+            else:
+                p = lin.weight @ tangent
+                centred = p - p.mean(1, keepdim=True)
+                v = torch.einsum("bw,bwi->bi", hhat, p)
+            # LayerNorm Jacobian (1/sigma)(I - 11^T/n - hhat hhat^T/n), then SiLU' and gamma: c absorbs all scales
+            tangent = c.unsqueeze(-1) * torch.baddbmm(centred, hhat.unsqueeze(-1), v.unsqueeze(1), alpha=-1.0 / n)
+        return self.out.weight @ tangent
+
+    def vjp_row(self, cache, index: int) -> torch.Tensor:
+        """d out[:, index] / d in, (B, in_dim), from ``forward_cached``'s cache (reverse mode)."""
+        delta = self.out.weight[index]
+        for lin, (hhat, _, c) in zip(reversed(self.linears), reversed(cache)):
+            g = c * delta
+            g = g - g.mean(-1, keepdim=True) - hhat * (g * hhat).mean(-1, keepdim=True)
+            delta = g @ lin.weight
+        return delta
+
+
+class Surrogate(ModelMixin, ConfigMixin):
+    """Local latent world model with fast batched Jacobians (see the module docstring).
+
+    Args:
+        image_size: square frame size H = W (must be divisible by ``2 ** len(encoder_channels)``).
+        context: number K of context frames the encoder sees.
+        action_dim: number m of action coordinates (normalised to [-1, 1]).
+        latent_dim: latent size d.
+        latent_norm: ``"layernorm"`` (zero-mean unit-variance latent, no affine) or ``"simnorm"``
+            (TD-MPC2: softmax over groups of ``simnorm_dim``).
+        simnorm_dim: group size of SimNorm (must divide ``latent_dim``).
+        encoder_channels: channels of the stride-2 convolutions of the encoder.
+        dynamics_hidden, dynamics_layers: width and depth of the residual dynamics MLP.
+        reward_hidden, reward_layers: width and depth of the reward MLP.
+        success_hidden: width of the success MLP (one hidden layer).
+        reward_types: names of the reward labels, in the order ``reward`` returns them.
+        state_dim: size of the true-state features the auxiliary head reads out (0: no head).
+        task: the ``TaskSpec`` as a dict (stored so a checkpoint knows its action bounds); default Push-T.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        image_size: int = 64,
+        context: int = 4,
+        action_dim: int = 2,
+        latent_dim: int = 64,
+        latent_norm: str = "layernorm",
+        simnorm_dim: int = 8,
+        encoder_channels: tuple[int, ...] = (32, 64, 128, 128),
+        dynamics_hidden: int = 256,
+        dynamics_layers: int = 1,
+        reward_hidden: int = 256,
+        reward_layers: int = 2,
+        success_hidden: int = 128,
+        reward_types: tuple[str, ...] = REWARD_TYPES,
+        state_dim: int = 6,
+        task: dict | None = None,
+    ):
+        super().__init__()
+        n_down = len(encoder_channels)
+        if n_down < 1 or image_size % (2**n_down) != 0:
+            raise ValueError(
+                f"image_size ({image_size}) must be divisible by 2 ** len(encoder_channels) = {2 ** n_down} "
+                f"(encoder_channels={tuple(encoder_channels)}); drop a channel entry or change image_size"
+            )
+        if latent_norm not in ("layernorm", "simnorm"):
+            raise ValueError(f"latent_norm must be 'layernorm' or 'simnorm', got {latent_norm!r}")
+        if latent_norm == "simnorm" and latent_dim % simnorm_dim != 0:
+            raise ValueError(f"latent_dim ({latent_dim}) must be divisible by simnorm_dim ({simnorm_dim})")
+        for name, v in (("context", context), ("action_dim", action_dim), ("latent_dim", latent_dim),
+                        ("dynamics_layers", dynamics_layers), ("reward_layers", reward_layers)):
+            if v < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        if len(reward_types) < 1:
+            raise ValueError("reward_types must name at least one reward label")
+
+        # 1. encoder: (B, K*3, H, W) -> strided convs -> linear -> latent norm
+        convs, c_in = [], 3 * context
+        for c in encoder_channels:
+            convs += [nn.Conv2d(c_in, c, 4, stride=2, padding=1), nn.GroupNorm(min(8, c), c), nn.SiLU()]
+            c_in = c
+        self.encoder = nn.Sequential(*convs, nn.Flatten(), nn.Linear(c_in * (image_size // 2**n_down) ** 2, latent_dim))
+        # 2. residual latent dynamics, reward, success and state heads
+        self.dynamics = MLP(latent_dim + action_dim, dynamics_hidden, dynamics_layers, latent_dim)
+        self.reward_head = MLP(latent_dim + action_dim, reward_hidden, reward_layers, len(reward_types))
+        self.success_head = MLP(latent_dim, success_hidden, 1, 1)
+        self.state_head = nn.Linear(latent_dim, state_dim) if state_dim > 0 else None
+        nn.init.zeros_(self.dynamics.out.weight)  # start at f(z, a) = z: a residual step begins as the identity
+        nn.init.zeros_(self.dynamics.out.bias)
+
+    # ------------------------------------------------------------------------------------------------
+    # properties
+    # ------------------------------------------------------------------------------------------------
+    @property
+    def task(self) -> TaskSpec:
+        return TaskSpec.from_dict(self.config.task) if self.config.task else TaskSpec()
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def action_dim(self) -> int:
+        return self.config.action_dim
+
+    @property
+    def num_rewards(self) -> int:
+        return len(self.config.reward_types)
+
+    # ------------------------------------------------------------------------------------------------
+    # argument checks (errors name the argument, the expected and the received shape)
+    # ------------------------------------------------------------------------------------------------
+    def _param(self) -> torch.Tensor:
+        return self.dynamics.out.weight
+
+    def _check(self, name: str, x, expected: tuple) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor of shape {_fmt(expected)}, got {type(x).__name__}")
+        ok = x.dim() == len(expected) and all(e is None or e == s for e, s in zip(expected, x.shape))
+        if not ok:
+            raise ValueError(f"{name} must have shape {_fmt(expected)}, got {tuple(x.shape)}")
+        p = self._param()
+        if x.dtype != p.dtype or x.device != p.device:
+            raise ValueError(
+                f"{name} is {x.dtype} on {x.device} but the surrogate's parameters are {p.dtype} on {p.device}; "
+                f"convert one of them (e.g. surrogate.to({x.device!s}, {x.dtype}) or x.to(...))"
+            )
+
+    def _check_za(self, z, a) -> None:
+        self._check("z", z, (None, self.latent_dim))
+        self._check("a", a, (z.shape[0], self.action_dim))
+
+    # ------------------------------------------------------------------------------------------------
+    # the model
+    # ------------------------------------------------------------------------------------------------
+    def _norm(self, y: torch.Tensor) -> torch.Tensor:
+        if self.config.latent_norm == "layernorm":
+            return F.layer_norm(y, y.shape[-1:])
+        g = y.unflatten(-1, (-1, self.config.simnorm_dim))
+        return g.softmax(-1).flatten(-2)
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """K context frames (B, K, 3, H, W) in [-1, 1] -> normalised latent z (B, d)."""
+        c, s = self.config, self.config.image_size
+        self._check("obs", obs, (None, c.context, 3, s, s))
+        return self._norm(self.encoder(obs.flatten(1, 2)))
+
+    def next(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Latent dynamics ``z' = norm(z + g([z, a]))`` (B, d)."""
+        self._check_za(z, a)
+        return self._norm(z + self.dynamics(torch.cat([z, a], -1)))
+
+    def reward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Rewards of the transition (z, a), all labels of ``config.reward_types`` (B, R)."""
+        self._check_za(z, a)
+        return self.reward_head(torch.cat([z, a], -1))
+
+    def success_logit(self, z: torch.Tensor) -> torch.Tensor:
+        """Logit (B,) that the state with latent z is a success (which ends a Push-T episode)."""
+        self._check("z", z, (None, self.latent_dim))
+        return self.success_head(z).squeeze(-1)
+
+    def state(self, z: torch.Tensor) -> torch.Tensor:
+        """Linear read-out (B, state_dim) of the true-state features (auxiliary head)."""
+        if self.state_head is None:
+            raise ValueError("this surrogate was built with state_dim=0 and has no state head")
+        self._check("z", z, (None, self.latent_dim))
+        return self.state_head(z)
+
+    # ------------------------------------------------------------------------------------------------
+    # Jacobians
+    # ------------------------------------------------------------------------------------------------
+    def jacobians(self, z: torch.Tensor, a: torch.Tensor, reward_index: int = 0, *,
+                  method: str = "analytic") -> Linearization:
+        """Values and Jacobians of the dynamics and of one reward label at (z, a), batched.
+
+        Args:
+            z: (B, d) latents; a: (B, m) normalised actions.
+            reward_index: which reward label (index into ``config.reward_types``) ``reward``/``drdz``/``drda``
+                refer to.
+            method: ``"analytic"`` (closed-form forward mode, the fastest), ``"vmap-jacfwd"`` or
+                ``"vmap-jacrev"`` (``torch.func``; kept as references for tests and benchmarks).
+        """
+        self._check_za(z, a)
+        if not 0 <= reward_index < self.num_rewards:
+            raise ValueError(
+                f"reward_index must be in [0, {self.num_rewards}) for reward_types {tuple(self.config.reward_types)}, "
+                f"got {reward_index}"
+            )
+        if method == "analytic":
+            return self._jacobians_analytic(z, a, reward_index)
+        if method in ("vmap-jacfwd", "vmap-jacrev"):
+            return self._jacobians_func(z, a, reward_index, method)
+        raise ValueError(f"method must be one of {JACOBIAN_METHODS}, got {method!r}")
+
+    def _jacobians_analytic(self, z, a, k) -> Linearization:
+        d = self.latent_dim
+        x = torch.cat([z, a], -1)
+        # 1. dynamics: y = z + g(x), dy/dx = [I | 0] + dg/dx
+        g, cache = self.dynamics.forward_cached(x)
+        jy = self.dynamics.jacobian(cache)
+        jy[:, :, :d].diagonal(dim1=-2, dim2=-1).add_(1.0)
+        y = z + g
+        # 2. latent normalisation and its Jacobian
+        if self.config.latent_norm == "layernorm":
+            mu = y.mean(-1, keepdim=True)
+            rstd = torch.rsqrt((y - mu).pow(2).mean(-1, keepdim=True) + 1e-5)
+            next_z = (y - mu) * rstd
+            centred = jy - jy.mean(1, keepdim=True)
+            v = torch.einsum("bd,bdi->bi", next_z, jy)
+            jac = rstd.unsqueeze(-1) * torch.baddbmm(centred, next_z.unsqueeze(-1), v.unsqueeze(1), alpha=-1.0 / d)
+        else:
+            V = self.config.simnorm_dim
+            p = y.unflatten(-1, (-1, V)).softmax(-1)  # (B, G, V)
+            jg = jy.unflatten(1, (-1, V))  # (B, G, V, in)
+            jac = (p.unsqueeze(-1) * (jg - (p.unsqueeze(-1) * jg).sum(2, keepdim=True))).flatten(1, 2)
+            next_z = p.flatten(-2)
+        # 3. reward row k, reverse mode
+        r, rcache = self.reward_head.forward_cached(x)
+        drdx = self.reward_head.vjp_row(rcache, k)
+        return Linearization(z=z, a=a, next_z=next_z, reward=r[:, k], dfdz=jac[:, :, :d], dfda=jac[:, :, d:],
+                             drdz=drdx[:, :d], drda=drdx[:, d:])
+
+    def _jacobians_func(self, z, a, k, method) -> Linearization:
+        from torch.func import jacfwd, jacrev, vmap
+
+        jac = jacfwd if method == "vmap-jacfwd" else jacrev
+
+        def f(zz, aa):
+            return self._norm(zz + self.dynamics(torch.cat([zz, aa], -1)))
+
+        def r(zz, aa):
+            return self.reward_head(torch.cat([zz, aa], -1))[k]
+
+        dfdz, dfda = vmap(jac(f, argnums=(0, 1)))(z, a)
+        drdz, drda = vmap(jac(r, argnums=(0, 1)))(z, a)
+        x = torch.cat([z, a], -1)
+        return Linearization(z=z, a=a, next_z=self._norm(z + self.dynamics(x)), reward=self.reward_head(x)[:, k],
+                             dfdz=dfdz, dfda=dfda, drdz=drdz, drda=drda)
+
+    def linearize(self, obs: torch.Tensor, a: torch.Tensor, reward_index: int = 0) -> Linearization:
+        """``jacobians(encode(obs), a, reward_index)``: linearise at the latent of K context frames."""
+        self._check("obs", obs, (None, self.config.context, 3, self.config.image_size, self.config.image_size))
+        self._check("a", a, (obs.shape[0], self.action_dim))
+        return self.jacobians(self.encode(obs), a, reward_index)
+
+
+def _fmt(shape: tuple) -> str:
+    return "(" + ", ".join("B" if i == 0 and s is None else ("*" if s is None else str(s))
+                           for i, s in enumerate(shape)) + ")"
