@@ -1,0 +1,295 @@
+"""Gradient fidelity: does the surrogate's gradient of the H-step return point where the global model's does?
+
+Along global-model rollouts from held-out dataset contexts (under the dataset's actions), compare
+
+* reference: d/da of the global model's H-step return ``sum_k rew_k`` (its reward model's label), by
+  central finite differences of the global rollout under common random numbers (the generator is
+  restored to the same state for every evaluation, so only the action changes);
+* ``fog``: the decoupled gradient the trainer uses: forward values from the global rollout, derivatives
+  from the surrogate linearised at ``z_k = encode(global frames)`` (``Surrogate.jacobians``), chained
+  backwards ``lambda_k = drdz_k + lambda_{k+1} dfdz_k``, ``g_k = drda_k + lambda_{k+1} dfda_k``;
+* ``latent``: plain backprop through the surrogate's own latent rollout from ``z_0`` (for contrast);
+
+per start state: cosine and norm ratio |g| / |g_ref| of the (H x m) gradient, for H in ``--horizons``,
+for every reward label. Actions are normalised to [-1, 1].
+
+    python benchmarks/gradient_fidelity.py --global-model runs/global/global_model \
+        --surrogate runs/surrogate/surrogate --data data/pusht64
+    python benchmarks/gradient_fidelity.py --smoke      # seconds: tiny random models, checks FD vs autograd
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from wm_gym.models.surrogate import Surrogate
+
+
+# ---------------------------------------------------------------------------------------------------
+# rollouts
+# ---------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def global_rollout(gm, frames, prev, actions, generator, sampler_steps=None, record=False):
+    """Roll ``gm`` under ``actions`` (N, L, m) from context ``frames`` (N, P, 3, S, S) (P >= gm.context).
+
+    ``prev`` (N, Kg-1, m) are the actions before step 0. Returns rewards (N, L, R) and, if ``record``,
+    the frame history (N, P+L, 3, S, S) and, per step, the state ``(frames, prev, generator state)``
+    from which :func:`global_rollout` can restart at that step with identical noise.
+    """
+    Kg, L = gm.context, actions.shape[1]
+    hist, rews, checkpoints = [frames], [], []
+    obs = frames[:, -Kg:]
+    for k in range(L):
+        if record:
+            checkpoints.append((torch.cat(hist, 1)[:, -frames.shape[1]:], prev, generator.get_state()))
+        act = torch.cat([prev, actions[:, k:k + 1]], 1)
+        out = gm.step(obs, act, generator=generator, num_steps=sampler_steps)
+        rews.append(out.rew.double())
+        obs = torch.cat([obs[:, 1:], out.next_obs[:, None]], 1)
+        prev = act[:, 1:]
+        if record:
+            hist.append(out.next_obs[:, None])
+    rew = torch.stack(rews, 1)
+    return (rew, torch.cat(hist, 1), checkpoints) if record else rew
+
+
+def reference_gradient(gm, checkpoints, actions, eps, generator, sampler_steps, horizons):
+    """Central finite differences of every H-step return w.r.t. every action: (N, len(horizons), Hmax, m, R)."""
+    N, L, m = actions.shape
+    grads = None
+    for t in range(L):
+        frames, prev, gstate = checkpoints[t]
+        for j in range(m):
+            diff = 0
+            for sign in (1.0, -1.0):
+                a = actions[:, t:].clone()
+                a[:, 0, j] += sign * eps
+                generator.set_state(gstate)
+                diff = diff + sign * global_rollout(gm, frames, prev, a, generator, sampler_steps)
+            diff = diff / (2 * eps)  # (N, L - t, R): d r_k / d a_t[j] for k >= t
+            if grads is None:
+                grads = diff.new_zeros(N, len(horizons), L, m, diff.shape[-1])
+            for hi, h in enumerate(horizons):
+                if h > t:
+                    grads[:, hi, t, j] = diff[:, : h - t].sum(1)
+    return grads
+
+
+def fog_gradient(lins, h):
+    """d(sum_{k<h} r_k)/d a_k through the surrogate Jacobians at the global states: (N, h, m)."""
+    lam, g = None, [None] * h
+    for k in reversed(range(h)):
+        lin = lins[k]
+        if lam is None:
+            g[k], lam = lin.drda, lin.drdz
+        else:
+            g[k] = lin.drda + torch.einsum("nd,ndm->nm", lam, lin.dfda)
+            lam = lin.drdz + torch.einsum("nd,nde->ne", lam, lin.dfdz)
+    return torch.stack(g, 1)
+
+
+def latent_gradient(sur, z0, actions, h, k):
+    """Backprop through the surrogate's own latent rollout: (N, h, m)."""
+    with torch.enable_grad():
+        a = actions[:, :h].clone().requires_grad_(True)
+        z, ret = z0, 0
+        for t in range(h):
+            ret = ret + sur.reward(z, a[:, t])[:, k]
+            z = sur.next(z, a[:, t])
+        (g,) = torch.autograd.grad(ret.sum(), a)
+    return g
+
+
+def compare(g, ref, tiny=1e-9):
+    g, ref = g.flatten(1), ref.flatten(1)
+    ng, nr = g.norm(dim=1), ref.norm(dim=1)
+    ok = nr > tiny
+    cos = (g * ref).sum(1) / (ng * nr).clamp_min(1e-30)
+    return cos[ok], (ng / nr.clamp_min(1e-30))[ok], int(ok.sum())
+
+
+# ---------------------------------------------------------------------------------------------------
+# the benchmark
+# ---------------------------------------------------------------------------------------------------
+def fidelity(gm, sur, frames, prev, actions, horizons, eps, seed, sampler_steps=None, eps_check=False):
+    """All gradients and their agreement; returns a list of result rows (dicts)."""
+    dev = sur.device
+    L = max(horizons)
+    actions = actions[:, :L]
+    gen = torch.Generator(device=gm.device).manual_seed(seed)
+    rew, hist, checkpoints = global_rollout(gm, frames, prev, actions, gen, sampler_steps, record=True)
+    ref = reference_gradient(gm, checkpoints, actions, eps, gen, sampler_steps, horizons)
+    ref2 = reference_gradient(gm, checkpoints, actions, 2 * eps, gen, sampler_steps, horizons) if eps_check else None
+    Ks, P = sur.config.context, frames.shape[1]
+    with torch.no_grad():
+        ctx = [hist[:, P + k - Ks: P + k].to(dev, torch.float32) for k in range(L)]
+        z = [sur.encode(c) for c in ctx]
+    rows = []
+    for ri, label in enumerate(sur.config.reward_types):
+        with torch.no_grad():
+            lins = [sur.jacobians(z[k], actions[:, k].to(dev, torch.float32), reward_index=ri) for k in range(L)]
+        for hi, h in enumerate(horizons):
+            r = ref[:, hi, :h, :, ri].to(dev)
+            grads = {"fog": fog_gradient(lins, h), "latent": latent_gradient(sur, z[0], actions.to(dev, torch.float32),
+                                                                               h, ri)}
+            if ref2 is not None:
+                grads["fd(2eps)"] = ref2[:, hi, :h, :, ri].to(dev)
+            for name, g in grads.items():
+                cos, rel, n = compare(g.double(), r.double())
+                rows.append({"reward": label, "H": h, "gradient": name, "n": n,
+                             "cos_mean": float(cos.mean()) if n else float("nan"),
+                             "cos_median": float(cos.median()) if n else float("nan"),
+                             "rel_norm_median": float(rel.median()) if n else float("nan"),
+                             "ref_norm_median": float(r.flatten(1).norm(dim=1).median())})
+    return rows
+
+
+def print_table(rows):
+    print("| reward | H | gradient | mean cos | median cos | median abs(g)/abs(g_ref) | median abs(g_ref) | n |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['reward']} | {r['H']} | {r['gradient']} | {r['cos_mean']:.3f} | {r['cos_median']:.3f} | "
+              f"{r['rel_norm_median']:.3f} | {r['ref_norm_median']:.3g} | {r['n']} |")
+
+
+def held_out_starts(data, n, K, Kg, L, seed, val_fraction):
+    """``n`` windows from the validation split: frames (n, P, 3, S, S), prev actions (n, Kg-1, m), actions (n, L, m)."""
+    from wm_gym.data import context_indices, frames_to_tensor, load_split
+    from wm_gym.pusht import TaskSpec
+
+    meta, eps = load_split(data, "val", val_fraction, seed)
+    task = TaskSpec.from_dict(meta["task"])
+    rng = np.random.default_rng(seed)
+    P = max(K, Kg)
+    frames, prev, acts, contact = [], [], [], []
+    long = [e for e in eps if len(e["actions"]) >= L]
+    for _ in range(n):
+        ep = long[rng.integers(len(long))]
+        t = int(rng.integers(len(ep["actions"]) - L + 1))
+        frames.append(frames_to_tensor(ep["frames"][context_indices(t, P)]))
+        a = task.normalize_action(ep["actions"]).astype(np.float32)
+        pi = np.arange(t - Kg + 1, t)
+        prev.append(torch.from_numpy(np.where((pi >= 0)[:, None], a[np.clip(pi, 0, None)], 0.0).astype(np.float32)))
+        acts.append(torch.from_numpy(a[t:t + L]))
+        contact.append(bool(ep["contact"][t:t + L].any()))
+    return torch.stack(frames), torch.stack(prev), torch.stack(acts), np.array(contact)
+
+
+# ---------------------------------------------------------------------------------------------------
+# smoke mode: tiny random models, and a check of the finite-difference reference against autograd
+# ---------------------------------------------------------------------------------------------------
+class ToyGlobalModel(torch.nn.Module):
+    """Differentiable stand-in with GlobalModel's ``step`` contract (one random conv step plus seeded noise)."""
+
+    def __init__(self, image_size=16, context=2, num_rewards=2):
+        super().__init__()
+        from wm_gym.pusht import TaskSpec
+
+        self.context, self.image_size, self.task = context, image_size, TaskSpec(image_size=image_size)
+        self.conv = torch.nn.Conv2d(3 * context + 2, 3, 3, padding=1)
+        self.head = torch.nn.Linear(3 * image_size * image_size, num_rewards + 1)
+
+    @property
+    def device(self):
+        return self.conv.weight.device
+
+    def transition(self, obs, act, noise):
+        B, K, C, H, W = obs.shape
+        x = torch.cat([obs.flatten(1, 2), act[:, -1, :, None, None].expand(B, 2, H, W)], 1)
+        nxt = torch.tanh(obs[:, -1] + self.conv(x) + 0.1 * noise)
+        out = self.head(nxt.flatten(1))
+        return nxt, out[:, :-1], torch.sigmoid(out[:, -1])
+
+    @torch.no_grad()
+    def step(self, obs, act, generator=None, num_steps=None):
+        noise = torch.randn(obs[:, -1].shape, generator=generator, device=self.device)
+        nxt, rew, p = self.transition(obs, act, noise)
+        return SimpleNamespace(next_obs=nxt, rew=rew, success_prob=p, success=p > 0.5)
+
+
+def toy_autograd_gradient(gm, frames, prev, actions, seed, h, k):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.enable_grad():
+        a = actions[:, :h].clone().requires_grad_(True)
+        obs, ret = frames[:, -gm.context:], 0
+        for t in range(h):
+            act = torch.cat([prev, a[:, t:t + 1]], 1)
+            noise = torch.randn(obs[:, -1].shape, generator=gen)
+            nxt, rew, _ = gm.transition(obs, act, noise)
+            ret = ret + rew[:, k]
+            obs, prev = torch.cat([obs[:, 1:], nxt[:, None]], 1), act[:, 1:]
+        (g,) = torch.autograd.grad(ret.sum(), a)
+    return g
+
+
+def smoke(args) -> None:
+    torch.manual_seed(0)
+    gm = ToyGlobalModel().double()
+    sur = Surrogate(image_size=16, context=2, latent_dim=16, encoder_channels=(8, 8), dynamics_hidden=32,
+                    reward_hidden=32)
+    N, L = 3, 4
+    frames = torch.rand(N, 2, 3, 16, 16, dtype=torch.float64) * 2 - 1
+    prev = torch.zeros(N, 1, 2, dtype=torch.float64)
+    actions = torch.rand(N, L, 2, dtype=torch.float64) * 2 - 1
+    rows = fidelity(gm, sur, frames, prev, actions, (1, 2, 4), 1e-5, args.seed)
+    print_table(rows)
+    # the finite-difference reference must equal autograd on a differentiable global model
+    gen = torch.Generator().manual_seed(args.seed)
+    _, _, cps = global_rollout(gm, frames, prev, actions, gen, record=True)
+    ref = reference_gradient(gm, cps, actions, 1e-5, gen, None, (4,))
+    exact = toy_autograd_gradient(gm, frames, prev, actions, args.seed, 4, 0)
+    err = float((ref[:, 0, :, :, 0] - exact).abs().max() / exact.abs().max())
+    print(f"\nFD reference vs autograd on the toy global model: max rel error {err:.2e}")
+    if err > 1e-6:
+        raise SystemExit(f"finite-difference reference disagrees with autograd (rel error {err:.2e})")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--global-model", help="GlobalModel directory (wm-gym train-global's OUT/global_model)")
+    p.add_argument("--surrogate", help="Surrogate directory (wm-gym train-surrogate's OUT/surrogate)")
+    p.add_argument("--data", help="dataset directory; held-out starts come from its validation split")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="validation split used at training")
+    p.add_argument("--starts", type=int, default=16, help="held-out start states")
+    p.add_argument("--horizons", default="1,4,16", help="comma-separated H")
+    p.add_argument("--eps", type=float, default=0.02, help="finite-difference step (normalised action units)")
+    p.add_argument("--eps-check", action="store_true", help="also report the FD reference at 2*eps vs eps")
+    p.add_argument("--sampler-steps", type=int, default=0, help="global sampler Euler steps (0: its default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", help="also write the rows to this file")
+    p.add_argument("--smoke", action="store_true", help="tiny random models, a few seconds")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.smoke:
+        return smoke(args)
+    if not (args.global_model and args.surrogate and args.data):
+        p.error("--global-model, --surrogate and --data are required (or --smoke)")
+    from wm_gym.models.global_model import GlobalModel
+
+    t0 = time.time()
+    gm = GlobalModel.from_pretrained(args.global_model, device=args.device)
+    sur = Surrogate.from_pretrained(args.surrogate).to(args.device).eval()
+    horizons = tuple(int(h) for h in args.horizons.split(","))
+    frames, prev, actions, contact = held_out_starts(args.data, args.starts, sur.config.context, gm.context,
+                                                     max(horizons), args.seed, args.val_fraction)
+    dev = gm.device
+    rows = fidelity(gm, sur, frames.to(dev), prev.to(dev), actions.to(dev), horizons, args.eps, args.seed,
+                    args.sampler_steps or None, args.eps_check)
+    print(f"{args.starts} held-out starts ({int(contact.sum())} with agent-block contact in the window), "
+          f"eps={args.eps}, {time.time() - t0:.0f} s\n")
+    print_table(rows)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Time the surrogate's batched Jacobians (df/dz, df/da, dr/dz, dr/da) computed four ways.
+
+* ``analytic``    closed-form forward mode through Linear -> LayerNorm -> SiLU (``Surrogate.jacobians`` default)
+* ``vmap-jacrev`` ``torch.func.vmap(jacrev)``
+* ``vmap-jacfwd`` ``torch.func.vmap(jacfwd)``
+* ``autograd``    plain autograd, d batched vector-Jacobian products (``is_grads_batched``)
+
+Prints a markdown table (min and median over repeats; the machine may be shared, the min is the cleaner
+number). Usage::
+
+    python benchmarks/jacobian_speed.py                # batch 256, d=64, m=2, 2 threads
+    python benchmarks/jacobian_speed.py --smoke        # a few seconds, tiny sizes
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from wm_gym.models.surrogate import Linearization, Surrogate
+
+
+def autograd_jacobians(model: Surrogate, z: torch.Tensor, a: torch.Tensor, k: int = 0) -> Linearization:
+    """Reference: d batched VJPs through the ordinary forward pass."""
+    with torch.enable_grad():
+        z = z.detach().requires_grad_(True)
+        a = a.detach().requires_grad_(True)
+        nz = model.next(z, a)
+        d = nz.shape[-1]
+        eye = torch.eye(d, dtype=z.dtype, device=z.device).unsqueeze(1).expand(d, z.shape[0], d)
+        dfdz, dfda = torch.autograd.grad(nz, (z, a), eye, is_grads_batched=True)
+        r = model.reward(z, a)[:, k]
+        drdz, drda = torch.autograd.grad(r.sum(), (z, a))
+    return Linearization(z, a, nz.detach(), r.detach(), dfdz.permute(1, 0, 2), dfda.permute(1, 0, 2), drdz, drda)
+
+
+def time_call(fn, repeats: int, warmup: int = 2) -> tuple[float, float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return min(times), statistics.median(times)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--latent-dim", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, 2 repeats (seconds)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    if args.smoke:
+        args.batch, args.latent_dim, args.repeats = 8, 16, 2
+    # (dynamics_hidden, dynamics_layers): the default surrogate, and a deeper one near DESIGN.md's 100k-param MLP
+    configs = [(32, 1)] if args.smoke else [(256, 1), (512, 1), (256, 2)]
+    dtypes = [torch.float32] if args.smoke else [torch.float32, torch.float64]
+    methods = {
+        "analytic": lambda m, z, a: m.jacobians(z, a),
+        "vmap-jacrev": lambda m, z, a: m.jacobians(z, a, method="vmap-jacrev"),
+        "vmap-jacfwd": lambda m, z, a: m.jacobians(z, a, method="vmap-jacfwd"),
+        "autograd": autograd_jacobians,
+    }
+    print(f"batch {args.batch}, d={args.latent_dim}, m=2, {args.threads} threads, device {args.device}, "
+          f"{args.repeats} repeats\n")
+    print("| dynamics MLP | params (dyn + rew) | dtype | method | min ms | median ms | max abs err vs analytic |")
+    print("|---|---|---|---|---|---|---|")
+    for hidden, layers in configs:
+        model = Surrogate(image_size=16, context=1, latent_dim=args.latent_dim, encoder_channels=(8,),
+                          dynamics_hidden=hidden, dynamics_layers=layers,
+                          reward_hidden=hidden if not args.smoke else 32)
+        torch.nn.init.normal_(model.dynamics.out.weight, std=0.05)
+        n_params = sum(q.numel() for q in model.dynamics.parameters()) + sum(q.numel() for q in model.reward_head.parameters())
+        for dtype in dtypes:
+            model = model.to(args.device, dtype).eval()
+            z = model._norm(torch.randn(args.batch, args.latent_dim, dtype=dtype, device=args.device))
+            a = torch.rand(args.batch, 2, dtype=dtype, device=args.device) * 2 - 1
+            with torch.no_grad():
+                ref = model.jacobians(z, a)
+            for name, fn in methods.items():
+                with torch.no_grad():
+                    out = fn(model, z, a)
+                    err = max((getattr(out, f) - getattr(ref, f)).abs().max().item()
+                              for f in ("dfdz", "dfda", "drdz", "drda"))
+
+                    def call():
+                        fn(model, z, a)
+                        if args.device.startswith("cuda"):
+                            torch.cuda.synchronize()
+
+                    tmin, tmed = time_call(call, args.repeats)
+                dt = str(dtype).replace("torch.", "")
+                print(f"| {layers}x{hidden} | {n_params / 1e3:.0f}k | {dt} | {name} | {tmin:.2f} | {tmed:.2f} | {err:.1e} |",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()

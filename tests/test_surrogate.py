@@ -1,0 +1,292 @@
+"""Local surrogate: Jacobians (vs autograd and finite differences), shapes, persistence, errors, training."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import runpy
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from wm_gym.models.surrogate import Linearization, Surrogate
+from wm_gym.pusht import TaskSpec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are tiny: with 2 threads on a shared 2-core machine, thread hand-offs cost 10-100x."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny(**kw) -> Surrogate:
+    cfg = dict(image_size=16, context=2, latent_dim=12, encoder_channels=(8, 8), dynamics_hidden=24,
+               reward_hidden=20, success_hidden=8)
+    cfg.update(kw)
+    return Surrogate(**cfg)
+
+
+def random_point(model: Surrogate, batch: int = 5, dtype=torch.float64, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    z = model._norm(torch.randn(batch, model.latent_dim, generator=g, dtype=dtype))
+    a = torch.rand(batch, model.action_dim, generator=g, dtype=dtype) * 2 - 1
+    return z, a
+
+
+def perturbed(model: Surrogate, std: float = 0.3) -> Surrogate:
+    """The dynamics output layer starts at zero (f = identity + norm); give it weight so tests bite."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        model.dynamics.out.weight.normal_(0, std)
+        for ln in list(model.dynamics.norms) + list(model.reward_head.norms):
+            ln.weight.uniform_(0.5, 1.5)
+            ln.bias.normal_(0, 0.1)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------
+# Jacobians
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("norm", ["layernorm", "simnorm"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_jacobians_equal_autograd_and_finite_differences(norm, layers):
+    model = perturbed(tiny(latent_norm=norm, latent_dim=16, dynamics_layers=layers, simnorm_dim=4)).double()
+    z, a = random_point(model)
+    for k in range(model.num_rewards):
+        lin = model.jacobians(z, a, reward_index=k)
+        # autograd, one sample at a time
+        for b in range(z.shape[0]):
+            jz, ja = torch.autograd.functional.jacobian(lambda zz, aa: model.next(zz[None], aa[None])[0], (z[b], a[b]))
+            rz, ra = torch.autograd.functional.jacobian(lambda zz, aa: model.reward(zz[None], aa[None])[0, k],
+                                                        (z[b], a[b]))
+            torch.testing.assert_close(lin.dfdz[b], jz, atol=1e-12, rtol=1e-10)
+            torch.testing.assert_close(lin.dfda[b], ja, atol=1e-12, rtol=1e-10)
+            torch.testing.assert_close(lin.drdz[b], rz, atol=1e-12, rtol=1e-10)
+            torch.testing.assert_close(lin.drda[b], ra, atol=1e-12, rtol=1e-10)
+        # central finite differences, all samples at once
+        eps = 1e-6
+        x = torch.cat([z, a], -1)
+        d = z.shape[1]
+        fd_f, fd_r = [], []
+        for i in range(x.shape[1]):
+            e = torch.zeros_like(x)
+            e[:, i] = eps
+            (zp, ap), (zm, am) = (x + e).split([d, 2], -1), (x - e).split([d, 2], -1)
+            fd_f.append((model.next(zp, ap) - model.next(zm, am)) / (2 * eps))
+            fd_r.append((model.reward(zp, ap)[:, k] - model.reward(zm, am)[:, k]) / (2 * eps))
+        fd_f, fd_r = torch.stack(fd_f, -1), torch.stack(fd_r, -1)
+        torch.testing.assert_close(torch.cat([lin.dfdz, lin.dfda], -1), fd_f, atol=1e-7, rtol=1e-6)
+        torch.testing.assert_close(torch.cat([lin.drdz, lin.drda], -1), fd_r, atol=1e-7, rtol=1e-6)
+        torch.testing.assert_close(lin.next_z, model.next(z, a))
+        torch.testing.assert_close(lin.reward, model.reward(z, a)[:, k])
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+def test_analytic_jacobians_agree_with_torch_func(dtype, tol):
+    model = perturbed(tiny()).to(dtype)
+    z, a = random_point(model, batch=7, dtype=dtype)
+    ref = model.jacobians(z, a, 1)
+    for method in ("vmap-jacrev", "vmap-jacfwd"):
+        other = model.jacobians(z, a, 1, method=method)
+        for f in dataclasses.fields(Linearization):
+            torch.testing.assert_close(getattr(other, f.name), getattr(ref, f.name), atol=tol, rtol=tol)
+
+
+def test_shapes_and_linearize():
+    model = tiny()
+    B, d = 3, model.latent_dim
+    obs = torch.rand(B, 2, 3, 16, 16) * 2 - 1
+    a = torch.rand(B, 2) * 2 - 1
+    z = model.encode(obs)
+    assert z.shape == (B, d)
+    torch.testing.assert_close(z.mean(-1), torch.zeros(B), atol=1e-5, rtol=0)  # LayerNorm latent
+    assert model.next(z, a).shape == (B, d)
+    assert model.reward(z, a).shape == (B, 2)
+    assert model.success_logit(z).shape == (B,)
+    assert model.state(z).shape == (B, 6)
+    lin = model.linearize(obs, a, reward_index=1)
+    shapes = {"z": (B, d), "a": (B, 2), "next_z": (B, d), "reward": (B,), "dfdz": (B, d, d), "dfda": (B, d, 2),
+              "drdz": (B, d), "drda": (B, 2)}
+    assert {k: tuple(getattr(lin, k).shape) for k in shapes} == shapes
+    torch.testing.assert_close(lin.reward, model.reward(z, a)[:, 1])
+    simnorm = tiny(latent_norm="simnorm", latent_dim=16, simnorm_dim=4)
+    zs = simnorm.encode(obs)
+    torch.testing.assert_close(zs.view(B, 4, 4).sum(-1), torch.ones(B, 4))
+
+
+def test_save_load_round_trip(tmp_path):
+    task = TaskSpec(image_size=16)
+    model = perturbed(tiny(latent_norm="simnorm", latent_dim=16, simnorm_dim=4, task=task.to_dict()))
+    model.save_pretrained(tmp_path / "sur")
+    loaded = Surrogate.from_pretrained(tmp_path / "sur")
+    public = lambda cfg: json.loads(json.dumps({k: v for k, v in cfg.items() if not k.startswith("_")}))  # noqa: E731
+    assert public(loaded.config) == public(model.config)
+    assert loaded.task == task
+    for (n1, p1), (n2, p2) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert n1 == n2 and torch.equal(p1, p2)
+    obs, a = torch.rand(2, 2, 3, 16, 16) * 2 - 1, torch.zeros(2, 2)
+    with torch.no_grad():
+        l1, l2 = model.eval().linearize(obs, a), loaded.linearize(obs, a)
+    torch.testing.assert_close(l1.dfdz, l2.dfdz, rtol=0, atol=0)
+    torch.testing.assert_close(l1.drda, l2.drda, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------------------------------
+def test_clear_errors_on_bad_inputs():
+    model = tiny()
+    z, a = torch.zeros(4, 12), torch.zeros(4, 2)
+    cases = [
+        (lambda: model.encode(torch.zeros(4, 3, 3, 16, 16)), r"obs must have shape \(B, 2, 3, 16, 16\), got \(4, 3, 3, 16, 16\)"),
+        (lambda: model.encode(torch.zeros(4, 6, 16, 16)), r"obs must have shape .*got \(4, 6, 16, 16\)"),
+        (lambda: model.next(torch.zeros(4, 10), a), r"z must have shape \(B, 12\), got \(4, 10\)"),
+        (lambda: model.next(z, torch.zeros(3, 2)), r"a must have shape \(4, 2\), got \(3, 2\)"),
+        (lambda: model.reward(z, torch.zeros(4, 3)), r"a must have shape \(4, 2\), got \(4, 3\)"),
+        (lambda: model.jacobians(z, a, reward_index=2), r"reward_index must be in \[0, 2\).*got 2"),
+        (lambda: model.jacobians(z, a, method="magic"), r"method must be one of"),
+        (lambda: model.jacobians(z.double(), a.double()), r"z is torch.float64 .* parameters are torch.float32"),
+        (lambda: model.linearize(torch.zeros(4, 2, 3, 16, 16), torch.zeros(5, 2)), r"a must have shape \(4, 2\), got \(5, 2\)"),
+        (lambda: model.success_logit([1.0]), r"z must be a torch.Tensor"),
+        (lambda: tiny(image_size=18), r"image_size \(18\) must be divisible by 2 \*\* len\(encoder_channels\) = 4"),
+        (lambda: tiny(latent_norm="batchnorm"), r"latent_norm must be 'layernorm' or 'simnorm', got 'batchnorm'"),
+        (lambda: tiny(latent_norm="simnorm", simnorm_dim=5), r"latent_dim \(12\) must be divisible by simnorm_dim \(5\)"),
+    ]
+    for fn, pattern in cases:
+        with pytest.raises(ValueError, match=pattern):
+            fn()
+
+
+# ---------------------------------------------------------------------------------------------------
+# training
+# ---------------------------------------------------------------------------------------------------
+class ToyGlobalModel(torch.nn.Module):
+    """A tiny stand-in with GlobalModel's ``step`` contract (random conv, seeded noise)."""
+
+    def __init__(self, image_size=32, context=3, num_rewards=2):
+        super().__init__()
+        self.context, self.image_size, self.task = context, image_size, TaskSpec(image_size=image_size)
+        self.conv = torch.nn.Conv2d(3 * context + 2, 3, 3, padding=1)
+        self.head = torch.nn.Linear(3, num_rewards + 1)
+
+    @property
+    def device(self):
+        return self.conv.weight.device
+
+    @torch.no_grad()
+    def step(self, obs, act, generator=None, num_steps=None):
+        B, K, C, H, W = obs.shape
+        assert K == self.context and act.shape == (B, K, 2)
+        x = torch.cat([obs.flatten(1, 2), act[:, -1, :, None, None].expand(B, 2, H, W)], 1)
+        noise = torch.randn(obs[:, -1].shape, generator=generator)
+        nxt = (obs[:, -1] + 0.1 * self.conv(x) + 0.01 * noise).clamp(-1, 1)
+        out = self.head(nxt.mean((2, 3)))
+        p = torch.sigmoid(out[:, -1])
+        return SimpleNamespace(next_obs=nxt, rew=out[:, :-1], success_prob=p, success=p > 0.5)
+
+
+def tiny_args(tiny_dataset, out, **kw):
+    from wm_gym.train_surrogate import TrainSurrogateArgs
+
+    base = dict(data=str(tiny_dataset), out=str(out), context=2, latent_dim=16, encoder_channels="8,16",
+                dynamics_hidden=32, reward_hidden=32, batch_size=8, horizon=3, val_fraction=0.34, eval_every=1000,
+                eval_windows=16, threads=1, quiet=True, minutes=5.0, gm_horizon=6, gm_rollouts=4,
+                gm_refresh_every=2, gm_buffer=8)
+    base.update(kw)
+    return TrainSurrogateArgs(**base)
+
+
+def test_tiny_surrogate_fits_tiny_dataset(tiny_dataset):
+    from wm_gym.data import load_split
+    from wm_gym.train_surrogate import WindowBank, surrogate_loss
+
+    torch.manual_seed(0)
+    args = tiny_args(tiny_dataset, "unused", horizon=3, lr=3e-3, warmup_steps=1)
+    meta, eps = load_split(tiny_dataset, "all")
+    task = TaskSpec.from_dict(meta["task"])
+    bank = WindowBank.from_episodes(eps, task, pad=1)
+    model = Surrogate(image_size=32, context=2, latent_dim=16, encoder_channels=(8, 16), dynamics_hidden=32,
+                      reward_hidden=32, task=task.to_dict())
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    rng = np.random.default_rng(0)
+    batch = bank.windows(*bank.sample_starts(24, args.horizon, rng), 2, args.horizon)
+    losses = []
+    for _ in range(80):
+        loss, logs = surrogate_loss(model, batch, args)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(logs)
+    first, last = losses[0], losses[-1]
+    assert last["loss"] < 0.1 * first["loss"], (first, last)
+    assert last["state"] < 0.05 * first["state"]
+    assert last["reward"] < 0.1 * first["reward"]
+    assert last["latent_std"] > 0.2  # no collapse
+
+
+def test_train_is_deterministic_and_resumes(tiny_dataset, tmp_path):
+    from wm_gym.train_surrogate import train
+
+    logs1 = train(tiny_args(tiny_dataset, tmp_path / "a", steps=3))
+    logs2 = train(tiny_args(tiny_dataset, tmp_path / "b", steps=3))
+    assert logs1["loss"] == logs2["loss"]
+    s1 = Surrogate.from_pretrained(tmp_path / "a" / "surrogate").state_dict()
+    s2 = Surrogate.from_pretrained(tmp_path / "b" / "surrogate").state_dict()
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
+    logs3 = train(tiny_args(tiny_dataset, tmp_path / "a", steps=5, resume=True))
+    assert logs3["step"] == 5 and (tmp_path / "a" / "metrics.json").exists() and (tmp_path / "a" / "tb").is_dir()
+
+
+def test_train_mixes_global_model_rollouts(tiny_dataset, tmp_path):
+    from wm_gym.train_surrogate import WindowBank, train
+
+    seen = []
+    gm = ToyGlobalModel(context=3)
+    orig = WindowBank.add
+
+    def spy(self, frames, act, rew, succ):
+        seen.append((frames.shape, act.shape, rew.shape))
+        orig(self, frames, act, rew, succ)
+
+    WindowBank.add = spy
+    try:
+        logs = train(tiny_args(tiny_dataset, tmp_path / "gm", steps=4, gm_fraction=0.5), global_model=gm)
+    finally:
+        WindowBank.add = orig
+    # refresh at steps 0 and 2; context padding = max(K=2, Kg=3) - 1 = 2 frames before each rollout
+    assert len(seen) == 2 and seen[0] == ((4, 2 + 6 + 1, 3, 32, 32), (4, 2 + 6, 2), (4, 6, 2))
+    assert np.isfinite(logs["loss"])
+
+
+def test_cli_lists_and_runs_train_surrogate(tiny_dataset, tmp_path, capsys):
+    from wm_gym.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "train-surrogate" in capsys.readouterr().out
+    main(["train-surrogate", "--data", str(tiny_dataset), "--out", str(tmp_path / "cli"), "--steps", "2",
+          "--context", "2", "--latent-dim", "8", "--encoder-channels", "8,8", "--dynamics-hidden", "16",
+          "--reward-hidden", "16", "--batch-size", "4", "--horizon", "2", "--eval-windows", "8",
+          "--val-fraction", "0.34", "--threads", "1", "--quiet"])
+    assert '"step": 2' in capsys.readouterr().out
+    assert (tmp_path / "cli" / "surrogate" / "config.json").exists()
+    with pytest.raises(SystemExit):
+        main(["train-surrogate", "--out", str(tmp_path / "x")])
+    assert "--data is required" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script", ["jacobian_speed.py", "gradient_fidelity.py"])
+def test_benchmarks_smoke(script, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", [script, "--smoke", "--threads", "1"])
+    runpy.run_path(str(REPO / "benchmarks" / script), run_name="__main__")
+    expected = "| analytic |" if script == "jacobian_speed.py" else "FD reference vs autograd"
+    assert expected in capsys.readouterr().out
