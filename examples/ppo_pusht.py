@@ -38,6 +38,7 @@ def main(argv=None) -> int:
 
     policy = PPOFramePolicy(model, a.obs_type, checkpoint=a.checkpoint, device=a.device)
     res = evaluate_in_ground_truth(policy, seeds=range(2 if a.smoke else a.eval_seeds),
+                                   image_size=policy.wm.task.image_size,
                                    max_steps=10 if a.smoke else 300, video_path=str(out / "episode.mp4"))
     summary = {k: v for k, v in res.items() if not isinstance(v, (list, tuple))}
     print("ground-truth gym-pusht:", json.dumps(summary))
