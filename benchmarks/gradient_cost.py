@@ -1,0 +1,186 @@
+"""Cost of one policy gradient, N envs x H steps: FoG vs BPTT through the diffusion sampler vs pure surrogate.
+
+All three differentiate the same objective, J = sum_t gamma^t r_t (mean over envs), for the same
+deterministic actor a = pi(z) (a fresh MLP on the surrogate latent), from the same seeded start frames
+with the same diffusion noise:
+
+* ``bptt_diffusion``: the reference. Forward and backward through the global model's few-step sampler,
+  its reward model and the encoder, H steps deep.
+* ``fog``: forward values from the global model (no graph, the env's torch fast path), backward through
+  the surrogate's Jacobians at the visited states (``fog_trainer.fog.fog_step``).
+* ``surrogate``: Dreamer-style imagination, forward and backward in the surrogate alone.
+
+Memory is what autograd keeps for the backward pass (every tensor saved for backward, counted once by
+storage, actor weights excluded: the activations a gradient method costs beyond the models), plus the
+process's peak growth (``ru_maxrss`` on CPU, ``max_memory_allocated`` on CUDA; each method runs in its
+own process). Reports whole-update time, backward-only time, memory and the cosine of each gradient to
+the BPTT-through-diffusion gradient.
+
+    python benchmarks/gradient_cost.py                 # N=64, H=16, shipped model
+    python benchmarks/gradient_cost.py --smoke --checkpoint DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+METHODS = ("bptt_diffusion", "fog", "surrogate")
+
+
+def _actor(latent_dim: int, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(latent_dim, 128), torch.nn.SiLU(), torch.nn.Linear(128, 2),
+                               torch.nn.Tanh())
+
+
+def _peak_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def run_method(method: str, args) -> dict:
+    from fog_trainer.fog import fog_step
+    from wm_gym.envs import WorldModel, WorldModelSimulator
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    wm = WorldModel.load(args.checkpoint, device)
+    task, gm, sur = wm.task, wm.global_model, wm.surrogate
+    ridx = task.reward_types.index(args.reward_type)
+    sim = WorldModelSimulator(wm, args.num_envs, args.reward_type, max_episode_steps=10**9)
+    sim.seed([args.seed + i for i in range(args.num_envs)])
+    sim.reset_envs(range(args.num_envs))
+    actor = _actor(wm.latent_dim, args.seed).to(device)
+    gamma = 0.99
+
+    def act_env(z):  # actor output in [-1, 1] -> env units
+        return task.unnormalize_action(actor(z))
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(device)
+    base = _peak_bytes(device)
+    saved: dict[int, int] = {}  # storage pointer -> bytes of every tensor autograd keeps for the backward
+
+    def pack(x):
+        saved[x.untyped_storage().data_ptr()] = x.untyped_storage().nbytes()
+        return x
+
+    hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x)
+    hooks.__enter__()
+    t0 = time.perf_counter()
+    J = torch.zeros((), device=device)
+    if method == "fog":
+        z = sim.latent.clone()
+        for t in range(args.horizon):
+            a = act_env(z)
+            out = sim.step(a.detach(), with_jacobians=True)
+            z, r = fog_step(z, a, out.final_latent, out.reward, out.lin)
+            J = J + gamma**t * r.mean()
+    elif method == "surrogate":
+        z = sim.latent.clone()
+        for t in range(args.horizon):
+            a = actor(z)
+            r = sur.reward(z, a)[:, ridx]
+            z = sur.next(z, a)
+            J = J + gamma**t * r.mean()
+    elif method == "bptt_diffusion":
+        ctx, past = sim.obs_ctx.clone(), sim.past_act.clone()
+        z = sur.encode(ctx)
+        for t in range(args.horizon):
+            a = actor(z)
+            act = torch.cat([past, a[:, None]], dim=1)
+            nxt = gm.sampler.integrate(gm.denoiser, ctx, act, sim.draw_noise(), num_steps=args.sampler_steps)
+            r = gm.reward_model(nxt).rew[:, ridx]
+            ctx = torch.cat([ctx[:, 1:], nxt[:, None]], dim=1)
+            past = torch.cat([past[:, 1:], a[:, None]], dim=1)
+            z = sur.encode(ctx)
+            J = J + gamma**t * r.mean()
+    else:
+        raise ValueError(method)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t1 = time.perf_counter()
+    hooks.__exit__(None, None, None)
+    params = {p.untyped_storage().data_ptr() for p in actor.parameters()}
+    actor.zero_grad()
+    (-J).backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t2 = time.perf_counter()
+    grad = torch.cat([p.grad.flatten() for p in actor.parameters()]).cpu()
+    return {"method": method, "update_s": t2 - t0, "forward_s": t1 - t0, "backward_s": t2 - t1,
+            "saved_for_backward_mb": sum(b for k, b in saved.items() if k not in params) / 2**20,
+            "peak_mem_mb": (_peak_bytes(device) - (0 if device.type == "cuda" else base)) / 2**20,
+            "objective": float(J.detach())}, grad
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--num-envs", type=int, default=64)
+    p.add_argument("--horizon", type=int, default=16)
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--sampler-steps", type=int, default=None, help="default: the checkpoint's")
+    p.add_argument("--reward-type", default="dense")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smoke", action="store_true", help="N=2, H=2")
+    p.add_argument("--method", default=None, help=argparse.SUPPRESS)  # worker mode
+    p.add_argument("--grad-out", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--json-out", default=None, help="also write the results here")
+    args = p.parse_args()
+    if args.smoke:
+        args.num_envs, args.horizon = 2, 2
+    if args.method:
+        res, grad = run_method(args.method, args)
+        torch.save(grad, args.grad_out)
+        print(json.dumps(res))
+        return
+    results = {}
+    with tempfile.TemporaryDirectory() as d:
+        grads = {}
+        for m in METHODS:
+            cmd = [sys.executable, __file__, "--method", m, "--grad-out", f"{d}/{m}.pt"]
+            for k in ("num_envs", "horizon", "device", "threads", "reward_type", "seed"):
+                cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
+            if args.checkpoint:
+                cmd += ["--checkpoint", args.checkpoint]
+            if args.sampler_steps:
+                cmd += ["--sampler-steps", str(args.sampler_steps)]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode != 0:
+                results[m] = {"error": out.stderr.strip().splitlines()[-1] if out.stderr else f"exit {out.returncode}"}
+                continue
+            results[m] = json.loads(out.stdout.strip().splitlines()[-1])
+            grads[m] = torch.load(f"{d}/{m}.pt")
+    ref = grads.get("bptt_diffusion")
+    for m, g in grads.items():
+        if ref is not None:
+            results[m]["cosine_to_bptt"] = float(torch.nn.functional.cosine_similarity(g, ref, dim=0))
+            results[m]["norm_ratio_to_bptt"] = float(g.norm() / ref.norm().clamp_min(1e-30))
+    summary = {"num_envs": args.num_envs, "horizon": args.horizon, "device": args.device, "threads": args.threads,
+               "methods": results}
+    if "update_s" in results.get("bptt_diffusion", {}) and "update_s" in results.get("fog", {}):
+        b, f = results["bptt_diffusion"], results["fog"]
+        summary["bptt_over_fog_update_time"] = b["update_s"] / f["update_s"]
+        summary["bptt_over_fog_backward_time"] = b["backward_s"] / f["backward_s"]
+        summary["bptt_over_fog_memory"] = b["saved_for_backward_mb"] / max(f["saved_for_backward_mb"], 1e-6)
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.json_out:
+        Path(args.json_out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
