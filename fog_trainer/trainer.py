@@ -359,7 +359,6 @@ class FoGTrainer:
         seed = self.config.seed + 10_000 if seed is None else seed
         z = self.env.reset_tensor(seed=seed).to(self.device)
         ep_ret = torch.zeros(self.num_envs, device=self.device)
-        partial = torch.zeros(self.num_envs, device=self.device)
         returns, rewards = [], []
         for _ in range(steps):
             action, _ = self.actor(self._norm(z), deterministic=deterministic, generator=self.generator)
@@ -371,11 +370,10 @@ class FoGTrainer:
             returns += ep_ret[done].tolist()
             ep_ret[done] = 0.0
             z = step.latent.to(self.device)
-        partial = ep_ret
         self.z = self.env.reset_tensor(seed=seed + 1).to(self.device)
         return {"mean_reward": float(np.mean(rewards)), "episodes": len(returns),
                 "mean_return": float(np.mean(returns)) if returns else float("nan"),
-                "mean_partial_return": float(partial.mean())}
+                "mean_partial_return": float(ep_ret.mean())}
 
     # -- persistence ------------------------------------------------------------------------------------
     @property
@@ -410,7 +408,7 @@ class FoGTrainer:
         state = torch.load(path, map_location=self.device, weights_only=False)
         for name in ("actor", "critic", "target_critic", "obs_rms", "ret_rms", "value_rms", "actor_opt", "critic_opt"):
             getattr(self, name).load_state_dict(state[name])
-        self.generator.set_state(state["generator"].cpu() if self.device.type == "cpu" else state["generator"])
+        self.generator.set_state(state["generator"].cpu())
         for k, v in state["counters"].items():
             setattr(self, k, v)
         self.ep_info.extend(state["ep_info"])

@@ -24,7 +24,10 @@ def test_baselines_are_deterministic_and_write_a_video(tmp_path):
     res = evaluate_in_ground_truth(RandomPolicy(), seeds=[0, 1], image_size=32, max_steps=12, video_path=video)
     check_result(res, 2, 12)
     assert video.stat().st_size > 0
-    assert evaluate_in_ground_truth(RandomPolicy(), seeds=[0, 1], image_size=32, max_steps=12) == res
+    again = evaluate_in_ground_truth(RandomPolicy(), seeds=[0, 1], image_size=32, max_steps=12)
+    for key in ("max_coverage", "final_coverage"):  # gym-pusht's coverage differs in the last bit between runs
+        np.testing.assert_allclose(again[key], res[key], rtol=1e-9)
+    assert again["success"] == res["success"] and again["length"] == res["length"]
     scripted = evaluate_in_ground_truth(ScriptedPusher(), seeds=[0], image_size=32, max_steps=12)
     check_result(scripted, 1, 12)
     assert ScriptedPusher.privileged and not RandomPolicy.privileged
