@@ -1,0 +1,159 @@
+"""Regenerate the README's results section from the JSON files in ``benchmarks/results/``.
+
+    python benchmarks/make_readme.py            # rewrites README.md between the results markers
+    python benchmarks/make_readme.py --check    # exit 1 if README.md is not up to date
+
+Every number in the section comes from a file written by a benchmark script; the command that wrote
+each file is listed beside its table (see ``benchmarks/run_all.sh``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def _load(name: str):
+    p = RESULTS / name
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def _f(x, nd=2):
+    if x is None:
+        return "n/a"
+    if isinstance(x, str):
+        return x
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.{nd}f}"
+
+
+def section() -> str:
+    out = []
+    machine = _load("machine.json") or {"cpu": platform.processor() or platform.machine()}
+    out.append(f"Machine: {machine.get('description', machine.get('cpu'))}. "
+               "Regenerate everything with `bash benchmarks/run_all.sh` then `python benchmarks/make_readme.py`.")
+
+    se = _load("sample_efficiency_quick/summary.json")
+    out.append("\n### Sample efficiency: FoG vs PPO in WM-PushT-v0 (`benchmarks/sample_efficiency.py --quick`)\n")
+    if se:
+        out.append(f"{len(se['seeds'])} seeds, {se['steps_per_run']:,} world-model env steps per run, "
+                   f"`{se['reward_type']}` reward; `ep_rew_mean` = mean return of the last 100 training episodes. "
+                   "Ground truth = the final policy run in the real gym-pusht.\n")
+        out.append("| algorithm | final ep_rew_mean | best ep_rew_mean | wall s / run | GT mean max coverage | GT success |")
+        out.append("|---|---|---|---|---|---|")
+        for algo in ("fog", "ppo_latent", "ppo_pixels"):
+            if algo in se:
+                s = se[algo]
+                gt = s.get("ground_truth", {})
+                out.append(f"| {algo} | {_f(s['final_ep_rew_mean'])} | {_f(s['best_ep_rew_mean'])} | "
+                           f"{_f(s['wall_s_per_run'], 0)} | {_f(gt.get('mean_max_coverage'), 3)} | "
+                           f"{_f(gt.get('success_rate'), 2)} |")
+        for algo, r in se.get("ratios", {}).items():
+            ratio = r["ratio"] if isinstance(r["ratio"], str) else f"{r['ratio']:.1f}x"
+            out.append(f"\nHeadline ({algo}): PPO reaches its best ep_rew_mean {_f(r['ppo_best'])} after "
+                       f"{_f(r['ppo_steps'], 0)} steps, FoG after {_f(r['fog_steps'], 0)}: **{ratio}**.")
+        out.append("\n![learning curves](benchmarks/results/sample_efficiency_quick/curves.png)")
+    else:
+        out.append("not run yet")
+
+    fog = _load("fog_example.json")
+    out.append("\n### `examples/fog_pusht.py` (default budget) in the ground truth\n")
+    if fog:
+        out.append("| policy | GT seeds | mean max coverage | mean final coverage | success rate |")
+        out.append("|---|---|---|---|---|")
+        for name, r in fog.get("ground_truth", {}).items():
+            out.append(f"| {name} | {r.get('episodes', 'n/a')} | {_f(r.get('mean_max_coverage'), 3)} | "
+                       f"{_f(r.get('mean_final_coverage'), 3)} | {_f(r.get('success_rate'), 2)} |")
+        if "world_model" in fog:
+            out.append(f"\nWorld-model return: {json.dumps(fog['world_model'])}")
+    else:
+        out.append("not run yet")
+
+    gc = _load("gradient_cost.json")
+    out.append("\n### Cost of one policy gradient (`benchmarks/gradient_cost.py`)\n")
+    if gc:
+        out.append(f"N = {gc['num_envs']} envs, H = {gc['horizon']} steps, {gc['device']}, {gc['threads']} threads.\n")
+        out.append("| method | whole update s | backward s | saved for backward MB | cosine to BPTT-through-diffusion |")
+        out.append("|---|---|---|---|---|")
+        for m, r in gc["methods"].items():
+            if "error" in r:
+                out.append(f"| {m} | failed: {r['error']} | | | |")
+            else:
+                out.append(f"| {m} | {_f(r['update_s'])} | {_f(r['backward_s'], 3)} | "
+                           f"{_f(r['saved_for_backward_mb'], 1)} | {_f(r.get('cosine_to_bptt'))} |")
+        if "bptt_over_fog_update_time" in gc:
+            out.append(f"\nBPTT-through-diffusion / FoG: whole update {gc['bptt_over_fog_update_time']:.1f}x, "
+                       f"backward {gc['bptt_over_fog_backward_time']:.0f}x, memory {gc['bptt_over_fog_memory']:.0f}x.")
+    else:
+        out.append("not run yet")
+
+    es = _load("env_speed.json")
+    out.append("\n### Env speed (`benchmarks/env_speed.py`)\n")
+    if es:
+        out.append("| env | steps/s |")
+        out.append("|---|---|")
+        for k, v in es.items():
+            if k not in ("threads", "startup_s") and not k.startswith("vector_over"):
+                out.append(f"| {k} | {_f(v, 1)} |")
+        over = next((v for k, v in es.items() if k.startswith("vector_over")), None)
+        out.append(f"\nVector env / raw batched global model: {_f(over)}; import + make + first reset: "
+                   f"{_f(es.get('startup_s'))} s ({es.get('threads')} torch threads).")
+    else:
+        out.append("not run yet")
+
+    fid = _load("fidelity.json")
+    out.append("\n### Global-model fidelity, open loop on held-out real episodes (`wm-gym eval-fidelity`)\n")
+    if fid:
+        out.append(_fidelity_table(fid))
+    else:
+        out.append("not run yet")
+
+    for name, title in (("jacobian_speed.json", "Surrogate Jacobians (`benchmarks/jacobian_speed.py`)"),
+                        ("gradient_fidelity.json", "Surrogate gradient fidelity (`benchmarks/gradient_fidelity.py`)"),
+                        ("collection.json", "Data collection (`benchmarks/collection.py`)")):
+        data = _load(name)
+        out.append(f"\n### {title}\n")
+        out.append("```json\n" + json.dumps(data, indent=1) + "\n```" if data else "not run yet")
+    return "\n".join(out)
+
+
+def _fidelity_table(fid: dict) -> str:
+    rows = ["| horizon | model: agent px | T px | T angle deg | reward MAE | PSNR | copy-last: agent px | T px | T angle deg |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    model, base = fid.get("model", {}), fid.get("copy_last", {})
+    for h in sorted(model, key=lambda x: int(x)):
+        m, b = model[h], base.get(h, {})
+        rows.append(f"| {h} | {_f(m.get('agent_px'), 1)} | {_f(m.get('block_px'), 1)} | {_f(m.get('angle_deg'), 1)} | "
+                    f"{_f(m.get('reward_mae'), 3)} | {_f(m.get('psnr'), 1)} | {_f(b.get('agent_px'), 1)} | "
+                    f"{_f(b.get('block_px'), 1)} | {_f(b.get('angle_deg'), 1)} |")
+    return "\n".join(rows)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--check", action="store_true")
+    args = p.parse_args()
+    readme = (ROOT / "README.md").read_text()
+    if BEGIN not in readme or END not in readme:
+        print(f"README.md lacks the markers {BEGIN} / {END}", file=sys.stderr)
+        return 1
+    head, rest = readme.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    new = head + BEGIN + "\n" + section() + "\n" + END + tail
+    if args.check:
+        return 0 if new == readme else 1
+    (ROOT / "README.md").write_text(new)
+    print("README.md results section regenerated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
