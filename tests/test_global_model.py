@@ -1,0 +1,179 @@
+"""Global world model: EDM preconditioning, sampler, reward model, save/load, errors, training smoke test."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from wm_gym.data import TransitionDataset
+from wm_gym.models.denoiser import Denoiser
+from wm_gym.models.global_model import CheckpointError, GlobalModel, GlobalStep
+from wm_gym.models.reward_model import RewardModel
+from wm_gym.models.sampler import EulerSampler, karras_sigmas
+from wm_gym.pusht import PUSHT
+
+S, K = 32, 2
+
+
+def tiny_denoiser(**kw) -> Denoiser:
+    return Denoiser(image_size=S, context=K, block_out_channels=(8, 16), norm_num_groups=4, **kw)
+
+
+def tiny_model() -> GlobalModel:
+    torch.manual_seed(0)
+    den = tiny_denoiser()
+    for p in den.unet.conv_out.parameters():  # not zero: make outputs depend on the weights
+        torch.nn.init.normal_(p, std=0.02)
+    task = dataclasses.replace(PUSHT, image_size=S)
+    rm = RewardModel(image_size=S, channels=(8, 16), hidden=16)
+    return GlobalModel(den, rm, task, EulerSampler(num_steps=2))
+
+
+def context_batch(B=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(B, K, 3, S, S, generator=g) * 2 - 1, torch.rand(B, K, 2, generator=g) * 2 - 1
+
+
+def test_edm_preconditioning_identities():
+    den = tiny_denoiser(sigma_data=0.7)
+    sd = 0.7
+    sigma = torch.tensor([1e-3, 0.1, 0.7, 3.0, 50.0])
+    p = den.precondition(sigma)
+    s = sigma.reshape(-1, 1, 1, 1)
+    # Karras et al. 2022, table 1
+    torch.testing.assert_close(p.c_skip * (s**2 + sd**2), torch.full_like(s, sd**2))
+    torch.testing.assert_close(p.c_out**2, s**2 * p.c_skip)
+    torch.testing.assert_close(p.c_skip + p.c_out**2 / sd**2, torch.ones_like(s))
+    torch.testing.assert_close(p.c_in**2 * (s**2 + sd**2), torch.ones_like(s))
+    torch.testing.assert_close(p.c_noise, sigma.log() / 4)
+    # the effective training target (y - c_skip * (y + sigma n)) / c_out has unit variance
+    torch.testing.assert_close(((1 - p.c_skip) ** 2 * sd**2 + p.c_skip**2 * s**2) / p.c_out**2, torch.ones_like(s))
+
+
+def test_denoiser_returns_input_at_zero_noise():
+    den = tiny_denoiser()
+    for p in den.unet.conv_out.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    obs, act = context_batch()
+    x = torch.randn(3, 3, S, S) * 0.1
+    with torch.no_grad():
+        out = den(x, torch.tensor(1e-6), obs, act)
+    torch.testing.assert_close(out, x, atol=1e-4, rtol=0)
+
+
+def test_karras_schedule():
+    sig = karras_sigmas(3, 2e-3, 5.0)
+    assert sig.shape == (4,)
+    assert sig[0].item() == pytest.approx(5.0, rel=1e-5) and sig[2].item() == pytest.approx(2e-3, rel=1e-5)
+    assert sig[-1] == 0 and torch.all(sig[:-1] > sig[1:])
+    assert karras_sigmas(1, 2e-3, 5.0).tolist() == [5.0, 0.0]
+    with pytest.raises(ValueError, match="num_steps"):
+        karras_sigmas(0, 2e-3, 5.0)
+
+
+def test_step_shapes_determinism_and_seeds():
+    model = tiny_model()
+    obs, act = context_batch()
+    out = model.step(obs, act, generator=torch.Generator().manual_seed(1))
+    assert isinstance(out, GlobalStep)
+    assert out.next_obs.shape == (3, 3, S, S) and out.next_obs.dtype == torch.float32
+    assert out.next_obs.min() >= -1 and out.next_obs.max() <= 1
+    assert out.rew.shape == (3, 2) and out.success_prob.shape == (3,) and out.success.dtype == torch.bool
+    same = model.step(obs, act, generator=torch.Generator().manual_seed(1))
+    other = model.step(obs, act, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(out.next_obs, same.next_obs)
+    assert not torch.equal(out.next_obs, other.next_obs)
+    one = model.step(obs, act, generator=torch.Generator().manual_seed(1), num_steps=1)
+    assert one.next_obs.shape == out.next_obs.shape
+
+
+def test_save_load_round_trip(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path / "gm")
+    assert (tmp_path / "gm" / "global_model.json").exists()
+    loaded = GlobalModel.from_pretrained(tmp_path / "gm", device="cpu")
+    assert loaded.context == K and loaded.image_size == S and loaded.sampler.num_steps == 2
+    assert loaded.task == model.task
+    obs, act = context_batch()
+    a = model.step(obs, act, generator=torch.Generator().manual_seed(3))
+    b = loaded.step(obs, act, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a.next_obs, b.next_obs, atol=0, rtol=0)
+    torch.testing.assert_close(a.rew, b.rew, atol=0, rtol=0)
+
+
+def test_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        GlobalModel.from_pretrained(tmp_path / "nothing")
+    model = tiny_model()
+    model.save_pretrained(tmp_path / "gm")
+    (tmp_path / "partial").mkdir()
+    (tmp_path / "partial" / "global_model.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="missing"):
+        GlobalModel.from_pretrained(tmp_path / "partial")
+    weights = next((tmp_path / "gm" / "denoiser").glob("*.safetensors"))
+    weights.write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        GlobalModel.from_pretrained(tmp_path / "gm")
+    # resolution mismatch between the json and the parts, and at step time
+    model.save_pretrained(tmp_path / "gm2")
+    cfg = json.loads((tmp_path / "gm2" / "global_model.json").read_text())
+    cfg["image_size"] = 64
+    (tmp_path / "gm2" / "global_model.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="32x32"):
+        GlobalModel.from_pretrained(tmp_path / "gm2")
+    with pytest.raises(ValueError, match=r"\(B, 2, 3, 32, 32\)"):
+        model.step(torch.zeros(2, K, 3, 64, 64), torch.zeros(2, K, 2))
+    with pytest.raises(ValueError, match="act must be"):
+        model.step(torch.zeros(2, K, 3, S, S), torch.zeros(2, K + 1, 2))
+    with pytest.raises(ValueError, match="divisible"):
+        Denoiser(image_size=30, patch=4)
+
+
+def test_reward_model_shapes_and_loss():
+    rm = RewardModel(image_size=S, num_rewards=2, channels=(8, 16), hidden=16)
+    out = rm(torch.zeros(5, 3, S, S))
+    assert out.rew.shape == (5, 2) and out.success_logit.shape == (5,)
+    loss, logs = rm.loss({"next_obs": torch.zeros(5, 3, S, S), "rew": torch.zeros(5, 2), "success": torch.ones(5)})
+    assert loss.ndim == 0 and {"loss_reward", "loss_success", "mae_reward_0"} <= logs.keys()
+    with pytest.raises(ValueError, match="RewardModel expects"):
+        rm(torch.zeros(5, 3, 64, 64))
+
+
+def test_tiny_model_overfits_tiny_batch(tiny_dataset):
+    torch.manual_seed(0)
+    ds = TransitionDataset(tiny_dataset, "all", context=K)
+    # a batch where the frame changes, with a fixed noise draw so the loss is comparable over steps
+    idx = [i for i in range(len(ds)) if (ds[i]["next_obs"] - ds[i]["obs"][-1]).abs().max() > 0.1][:8]
+    batch = torch.utils.data.default_collate([ds[i] for i in idx])
+    den = tiny_denoiser(context_noise_max=0.0, train_sigma_loc=1.6, train_sigma_scale=0.0)  # sigma = 5
+    opt = torch.optim.Adam(den.parameters(), lr=3e-3)
+
+    def fixed_loss():
+        torch.manual_seed(123)
+        return den.loss(batch)
+
+    first = fixed_loss()[0].item()
+    for _ in range(150):
+        loss, logs = fixed_loss()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert {"loss_denoising", "mse_delta"} <= logs.keys()
+    assert fixed_loss()[0].item() < first / 10
+
+
+def test_train_global_smoke(tiny_dataset, tmp_path):
+    from wm_gym.train_global import TrainGlobalArgs, train
+
+    args = TrainGlobalArgs(data=str(tiny_dataset), out=str(tmp_path / "run"), steps=4, batch_size=4, context=K,
+                           widths="8,16", eval_every=4, eval_starts=2, goal_frames=12, goal_batch=2,
+                           val_fraction=0.34, quiet=True, threads=1)
+    logs = train(args)
+    assert {"mse_h1", "mse_copy_h4", "psnr_h16", "reward_real_mae_0"} <= logs.keys()
+    model = GlobalModel.from_pretrained(tmp_path / "run" / "global_model")
+    assert model.image_size == 32
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(args)
+    logs = train(TrainGlobalArgs(**{**vars(args), "steps": 6, "resume": True}))
+    assert logs["step"] == 6

@@ -1,0 +1,251 @@
+"""EDM denoiser of the global world model: predicts the next frame from K context frames and actions.
+
+The network is a diffusers ``UNet2DModel`` with attention-free blocks, run on a space-to-depth view
+of the frames (``pixel_unshuffle`` by ``patch``: 64x64x3 -> 16x16x48, cheap on CPUs). Around it sits
+EDM's preconditioning (Karras et al. 2022, https://arxiv.org/abs/2206.00364, table 1)::
+
+    D(x; sigma) = c_skip(sigma) * x + c_out(sigma) * F(c_in(sigma) * x, c_noise(sigma))
+
+What is denoised is the *change* of the frame, ``delta = next_frame - last_context_frame``, not the
+frame itself: most pixels of Push-T do not move in a step, so "no change" (delta = 0) is copying the
+last frame, and the capacity goes to what moves. The loss up-weights the pixels that change
+(``1 + change_weight`` where ``|delta| > change_threshold``), and the context frames are
+noise-augmented in training so that autoregressive rollouts, which feed back generated frames, drift
+less.
+
+Conditioning: the K context frames are stacked on channels beside the noisy delta; the K actions
+(normalised to [-1, 1]) go through a small MLP into the UNet's ``class_labels`` (added to the noise
+embedding) and, with ``action_planes=True``, are also broadcast as constant planes beside a
+coordinate grid, so a conv can compare "where the action points" with "where a pixel is".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers import ModelMixin, UNet2DModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from torch import nn
+
+
+@dataclass
+class Preconditioning:
+    """EDM's scalings for a batch of noise levels, each (B, 1, 1, 1) (``c_noise`` is (B,))."""
+
+    c_skip: torch.Tensor
+    c_out: torch.Tensor
+    c_in: torch.Tensor
+    c_noise: torch.Tensor
+
+
+@dataclass
+class Conditioning:
+    """The context of one step, encoded once: ``stem_context`` (B, C0, h, w) and ``act_emb`` (B, E)."""
+
+    stem_context: torch.Tensor
+    act_emb: torch.Tensor
+
+
+class Denoiser(ModelMixin, ConfigMixin):
+    """Action-conditioned EDM denoiser over frame changes (see the module docstring).
+
+    Args:
+        image_size: square frame size H = W (must be divisible by ``patch`` and by 2**(levels-1)).
+        image_channels: channels of a frame (3 for RGB).
+        context: number K of context frames and actions.
+        action_dim: size of one action (normalised to [-1, 1]).
+        patch: space-to-depth factor (``pixel_unshuffle``); the UNet runs at ``image_size / patch``.
+        block_out_channels: UNet widths, one per resolution level.
+        layers_per_block: resnet layers per UNet block.
+        norm_num_groups: GroupNorm groups in the UNet.
+        action_planes: also feed the actions as constant planes beside an (x, y) coordinate grid.
+        sigma_data: EDM's data standard deviation.
+        train_sigma_loc, train_sigma_scale: training noise levels are ``exp(N(loc, scale**2))``.
+        train_sigma_min, train_sigma_max: the training noise levels are clipped to this range.
+        context_noise_max: context frames get Gaussian noise of std ``U(0, context_noise_max)`` in training.
+        change_weight: extra loss weight on pixels whose value changes between last and next frame.
+        change_threshold: a pixel "changes" when some channel moves by more than this (frames in [-1, 1]).
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        image_size: int = 64,
+        image_channels: int = 3,
+        context: int = 4,
+        action_dim: int = 2,
+        patch: int = 4,
+        block_out_channels: tuple[int, ...] = (32, 64, 64),
+        layers_per_block: int = 1,
+        norm_num_groups: int = 8,
+        action_planes: bool = True,
+        sigma_data: float = 0.5,
+        train_sigma_loc: float = -0.4,
+        train_sigma_scale: float = 1.2,
+        train_sigma_min: float = 2e-3,
+        train_sigma_max: float = 20.0,
+        context_noise_max: float = 0.05,
+        change_weight: float = 10.0,
+        change_threshold: float = 0.05,
+    ):
+        super().__init__()
+        levels = len(block_out_channels)
+        if image_size % (patch * 2 ** (levels - 1)) != 0:
+            raise ValueError(
+                f"image_size={image_size} must be divisible by patch * 2**(len(block_out_channels)-1) = "
+                f"{patch * 2 ** (levels - 1)} (patch={patch}, block_out_channels={tuple(block_out_channels)})"
+            )
+        if any(c % norm_num_groups for c in block_out_channels):
+            raise ValueError(f"every block_out_channels {tuple(block_out_channels)} must be divisible by "
+                             f"norm_num_groups={norm_num_groups}")
+        if context < 1:
+            raise ValueError(f"context must be >= 1, got {context}")
+        emb_dim = 4 * block_out_channels[0]
+        self.act_mlp = nn.Sequential(
+            nn.Linear(context * action_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
+        # 1x1 patch-embedding stem: the space-to-depth input has (K+1)*C*patch^2 planes, and a 3x3 conv on
+        # them would cost as much as the rest of the UNet; the action planes and the coordinate grid are
+        # added at the UNet's resolution (they need no sub-patch detail)
+        side = image_size // patch
+        # input planes, noisy delta first: [delta, context frames] space-to-depth, then action planes + coords
+        stem_in = image_channels * (context + 1) * patch**2 + (context * action_dim + 2 if action_planes else 0)
+        self.stem = nn.Conv2d(stem_in, block_out_channels[0], kernel_size=1)
+        self.unet = UNet2DModel(
+            sample_size=side,
+            in_channels=block_out_channels[0],
+            out_channels=image_channels * patch**2,
+            down_block_types=("DownBlock2D",) * levels,
+            up_block_types=("UpBlock2D",) * levels,
+            block_out_channels=tuple(block_out_channels),
+            layers_per_block=layers_per_block,
+            norm_num_groups=norm_num_groups,
+            add_attention=False,
+            resnet_time_scale_shift="scale_shift",
+            class_embed_type="identity",
+        )
+        # zero-initialised output layer: training starts from F = 0
+        nn.init.zeros_(self.unet.conv_out.weight)
+        nn.init.zeros_(self.unet.conv_out.bias)
+        if action_planes:
+            lin = torch.linspace(-1.0, 1.0, side)
+            yy, xx = torch.meshgrid(lin, lin, indexing="ij")
+            self.register_buffer("coords", torch.stack([xx, yy])[None], persistent=False)
+        else:
+            self.coords = None
+
+    # -- EDM -----------------------------------------------------------------------------------
+    def precondition(self, sigma: torch.Tensor) -> Preconditioning:
+        """EDM table 1 scalings for noise levels ``sigma`` (B,)."""
+        sd = self.config.sigma_data
+        s = sigma.reshape(-1, 1, 1, 1)
+        c_skip = sd**2 / (s**2 + sd**2)
+        c_out = s * sd / (s**2 + sd**2).sqrt()
+        c_in = 1.0 / (s**2 + sd**2).sqrt()
+        c_noise = sigma.log() / 4.0
+        return Preconditioning(c_skip, c_out, c_in, c_noise)
+
+    def condition(self, obs: torch.Tensor, act: torch.Tensor) -> Conditioning:
+        """Encode the context once; the sampler reuses it for every denoiser call of a step."""
+        self._check(obs, act)
+        B, K, C, H, W = obs.shape
+        p = self.config.patch
+        c_noisy = C * p * p
+        w, bias = self.stem.weight, self.stem.bias
+        # the stem is linear: split it into the part that sees the context and the part that sees the noisy delta
+        planes = [F.pixel_unshuffle(obs.reshape(B, K * C, H, W), p)]
+        if self.coords is not None:
+            planes.append(act.reshape(B, -1, 1, 1).expand(-1, -1, H // p, W // p))
+            planes.append(self.coords.expand(B, -1, -1, -1).to(obs.dtype))
+        ctx = F.conv2d(torch.cat(planes, dim=1), w[:, c_noisy:], bias)
+        return Conditioning(stem_context=ctx, act_emb=self.act_mlp(act.reshape(B, -1)))
+
+    def inner(self, x_in: torch.Tensor, c_noise: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """The raw network F: scaled noisy delta (B, C, H, W) -> (B, C, H, W)."""
+        p = self.config.patch
+        c_noisy = x_in.shape[1] * p * p
+        x = F.conv2d(F.pixel_unshuffle(x_in, p), self.stem.weight[:, :c_noisy]) + cond.stem_context
+        # the noise level enters as a float tensor (a Python float would be cast to long by diffusers);
+        # 250 * log(sigma) spans about [-1500, 400], the range of DDPM-style positional embeddings
+        t = (1000.0 * c_noise).to(x.dtype)
+        out = self.unet(x, t, class_labels=cond.act_emb, return_dict=False)[0]
+        return F.pixel_shuffle(out, p)
+
+    def forward(self, noisy: torch.Tensor, sigma: torch.Tensor, obs: torch.Tensor | None = None,
+                act: torch.Tensor | None = None, cond: Conditioning | None = None) -> torch.Tensor:
+        """Denoised delta ``D(noisy; sigma)`` given the context ``obs`` (B,K,C,H,W) and ``act`` (B,K,A)
+        (or their precomputed ``cond = self.condition(obs, act)``)."""
+        if cond is None:
+            cond = self.condition(obs, act)
+        sigma = torch.as_tensor(sigma, dtype=noisy.dtype, device=noisy.device).expand(noisy.shape[0])
+        p = self.precondition(sigma)
+        return p.c_skip * noisy + p.c_out * self.inner(p.c_in * noisy, p.c_noise, cond)
+
+    # -- frames <-> deltas ---------------------------------------------------------------------
+    @staticmethod
+    def delta_of(obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        """What the model denoises: ``next_obs - obs[:, -1]``."""
+        return next_obs - obs[:, -1]
+
+    @staticmethod
+    def frame_of(obs: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """The next frame for a (denoised) delta, clamped to [-1, 1]."""
+        return (obs[:, -1] + delta).clamp(-1.0, 1.0)
+
+    # -- training ------------------------------------------------------------------------------
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """EDM loss on a batch with ``obs`` (B,K,C,H,W), ``act`` (B,K,A), ``next_obs`` (B,C,H,W).
+
+        Returns ``(loss, logs)``; the loss is EDM's weighted denoising error (the error of F against
+        its effective target, which equals ``lambda(sigma) * |D - delta|^2``) times the change weights.
+        """
+        cfg = self.config
+        obs, act, next_obs = batch["obs"], batch["act"], batch["next_obs"]
+        self._check(obs, act)
+        B = obs.shape[0]
+        delta = self.delta_of(obs, next_obs)
+        changed = delta.abs().amax(dim=1, keepdim=True) > cfg.change_threshold
+        weight = 1.0 + cfg.change_weight * changed.float()
+
+        if cfg.context_noise_max > 0:
+            ctx_sigma = torch.rand(B, 1, 1, 1, 1, device=obs.device) * cfg.context_noise_max
+            obs = obs + ctx_sigma * torch.randn_like(obs)
+
+        log_sigma = torch.randn(B, device=obs.device) * cfg.train_sigma_scale + cfg.train_sigma_loc
+        sigma = log_sigma.exp().clamp(cfg.train_sigma_min, cfg.train_sigma_max)
+        p = self.precondition(sigma)
+        noisy = delta + sigma.reshape(-1, 1, 1, 1) * torch.randn_like(delta)
+        model_out = self.inner(p.c_in * noisy, p.c_noise, self.condition(obs, act))
+        target = (delta - p.c_skip * noisy) / p.c_out
+        err = (model_out - target).pow(2)
+        loss = (weight * err).mean()
+        with torch.no_grad():
+            denoised = p.c_skip * noisy + p.c_out * model_out
+            d_err = (denoised - delta).pow(2).mean(dim=1, keepdim=True)
+            logs = {
+                "loss_denoising": loss.item(),
+                "mse_delta": d_err.mean().item(),
+                "mse_delta_changed": (d_err * changed).sum().item() / max(1.0, changed.sum().item()),
+                "frac_changed": changed.float().mean().item(),
+            }
+        return loss, logs
+
+    def _check(self, obs: torch.Tensor, act: torch.Tensor) -> None:
+        cfg = self.config
+        want = (cfg.context, cfg.image_channels, cfg.image_size, cfg.image_size)
+        if obs.dim() != 5 or tuple(obs.shape[1:]) != want:
+            raise ValueError(
+                f"Denoiser expects obs of shape (B, {', '.join(map(str, want))}) (context frames in [-1, 1]), "
+                f"got {tuple(obs.shape)}; resize frames to {cfg.image_size}x{cfg.image_size} and stack "
+                f"{cfg.context} of them, or use a model trained for your resolution/context"
+            )
+        if act.shape != (obs.shape[0], cfg.context, cfg.action_dim):
+            raise ValueError(
+                f"Denoiser expects act of shape ({obs.shape[0]}, {cfg.context}, {cfg.action_dim}) "
+                f"(normalised actions), got {tuple(act.shape)}"
+            )
+
+
+__all__ = ["Conditioning", "Denoiser", "Preconditioning"]

@@ -1,0 +1,197 @@
+"""The global world model: denoiser + sampler + reward model behind one ``step``.
+
+On disk (diffusers format for each part)::
+
+    path/global_model.json   format version, task spec, context, image size, sampler settings
+    path/denoiser/           Denoiser.save_pretrained (config.json + diffusion_pytorch_model.safetensors)
+    path/reward_model/       RewardModel.save_pretrained
+
+Example::
+
+    model = GlobalModel.from_pretrained("runs/global/global_model", device="cpu")
+    out = model.step(obs, act, generator=torch.Generator().manual_seed(0))
+    out.next_obs, out.rew, out.success
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..pusht import TaskSpec
+from .denoiser import Denoiser
+from .reward_model import RewardModel
+from .sampler import EulerSampler
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "global_model.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory that cannot be loaded (the message names the path and what to do)."""
+
+
+@dataclass
+class GlobalStep:
+    """One world-model step for a batch of B envs.
+
+    Attributes:
+        next_obs: (B, C, H, W) float in [-1, 1], the predicted frame x_{t+1}.
+        rew: (B, R) rewards, in the order of ``task.reward_types``.
+        success_prob: (B,) probability that x_{t+1} is a success (the episode terminates).
+        success: (B,) bool, ``success_prob > 0.5``.
+    """
+
+    next_obs: torch.Tensor
+    rew: torch.Tensor
+    success_prob: torch.Tensor
+    success: torch.Tensor
+
+
+class GlobalModel(nn.Module):
+    """Action-conditioned diffusion world model with a reward/success head.
+
+    Args:
+        denoiser: the EDM denoiser over frame changes.
+        reward_model: frame -> rewards + success logit.
+        task: the task the model was trained on (action normalisation, reward names, image size).
+        sampler: the few-step Euler sampler (default: 3 steps on sigma in [2e-3, 5]).
+    """
+
+    def __init__(self, denoiser: Denoiser, reward_model: RewardModel, task: TaskSpec,
+                 sampler: EulerSampler | None = None):
+        super().__init__()
+        dc, rc = denoiser.config, reward_model.config
+        if dc.image_size != rc.image_size or dc.image_size != task.image_size:
+            raise ValueError(
+                f"image sizes disagree: denoiser {dc.image_size}, reward_model {rc.image_size}, task {task.image_size}"
+            )
+        if rc.num_rewards != len(task.reward_types) or dc.action_dim != task.action_dim:
+            raise ValueError(
+                f"reward_model predicts {rc.num_rewards} rewards and denoiser takes {dc.action_dim}-d actions, "
+                f"but the task has reward_types={task.reward_types} and action_dim={task.action_dim}"
+            )
+        self.denoiser = denoiser.eval()
+        self.reward_model = reward_model.eval()
+        self.task = task
+        self.sampler = sampler or EulerSampler()
+
+    @property
+    def context(self) -> int:
+        return self.denoiser.config.context
+
+    @property
+    def image_size(self) -> int:
+        return self.denoiser.config.image_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.denoiser.parameters()).device
+
+    @torch.no_grad()
+    def step(self, obs: torch.Tensor, act: torch.Tensor, generator: torch.Generator | None = None,
+             num_steps: int | None = None, noise: torch.Tensor | None = None) -> GlobalStep:
+        """Predict x_{t+1}, its rewards and success from ``obs`` (B, K, C, H, W) in [-1, 1] and ``act`` (B, K, A).
+
+        ``act`` is **normalised** to [-1, 1] (``task.normalize_action``); ``act[:, -1]`` is the action
+        taken at t. ``generator`` draws the diffusion noise (seed it for determinism); ``num_steps``
+        overrides the sampler's default number of denoiser calls; ``noise`` (B, C, H, W) replaces the
+        generator's draw of the sampler's initial standard-normal noise.
+        """
+        K, S = self.context, self.image_size
+        C = self.denoiser.config.image_channels
+        if obs.dim() != 5 or tuple(obs.shape[1:]) != (K, C, S, S):
+            raise ValueError(
+                f"GlobalModel.step: obs must be (B, {K}, {C}, {S}, {S}) (K={K} context frames at the model's "
+                f"{S}x{S} resolution, floats in [-1, 1]), got {tuple(obs.shape)}. Render/resize frames to {S}x{S} "
+                f"(wm_gym.data.frames_to_tensor) or load a model trained for your resolution."
+            )
+        if tuple(act.shape) != (obs.shape[0], K, self.task.action_dim):
+            raise ValueError(
+                f"GlobalModel.step: act must be ({obs.shape[0]}, {K}, {self.task.action_dim}) normalised actions, "
+                f"got {tuple(act.shape)}"
+            )
+        obs = obs.to(self.device, torch.float32)
+        act = act.to(self.device, torch.float32)
+        next_obs = self.sampler.sample(self.denoiser, obs, act, generator=generator, num_steps=num_steps,
+                                       noise=noise)
+        out = self.reward_model(next_obs)
+        prob = torch.sigmoid(out.success_logit)
+        return GlobalStep(next_obs=next_obs, rew=out.rew, success_prob=prob, success=prob > 0.5)
+
+    # -- persistence ---------------------------------------------------------------------------
+    def config_dict(self) -> dict:
+        s = self.sampler
+        return {
+            "format_version": FORMAT_VERSION,
+            "task": self.task.to_dict(),
+            "context": self.context,
+            "image_size": self.image_size,
+            "sampler": {"num_steps": s.num_steps, "sigma_min": s.sigma_min, "sigma_max": s.sigma_max, "rho": s.rho},
+        }
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write ``global_model.json``, ``denoiser/`` and ``reward_model/`` under ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.denoiser.save_pretrained(path / "denoiser")
+        self.reward_model.save_pretrained(path / "reward_model")
+        tmp = path / (CONFIG_NAME + ".tmp")
+        tmp.write_text(json.dumps(self.config_dict(), indent=2))
+        tmp.replace(path / CONFIG_NAME)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: torch.device | str | None = None) -> "GlobalModel":
+        """Load a model saved by :meth:`save_pretrained`; raise :class:`CheckpointError` saying what is wrong."""
+        path = Path(path)
+        if not path.is_dir():
+            raise CheckpointError(
+                f"global model directory {path} does not exist. Train one with `wm-gym train-global --data DIR "
+                f"--out OUT` (it writes OUT/global_model) or pass the right path."
+            )
+        cfg_path = path / CONFIG_NAME
+        missing = [str(p) for p in (cfg_path, path / "denoiser", path / "reward_model") if not p.exists()]
+        if missing:
+            raise CheckpointError(
+                f"{path} is not a complete global model: missing {missing}. Expected {CONFIG_NAME}, denoiser/ and "
+                f"reward_model/ (written by GlobalModel.save_pretrained); re-export the model or re-train."
+            )
+        try:
+            cfg = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{cfg_path} is not valid JSON ({e}); re-export the model") from e
+        if cfg.get("format_version") != FORMAT_VERSION:
+            raise CheckpointError(
+                f"{cfg_path} has format_version {cfg.get('format_version')}, this wm-gym reads {FORMAT_VERSION}"
+            )
+        parts = {}
+        for name, klass in (("denoiser", Denoiser), ("reward_model", RewardModel)):
+            try:
+                parts[name] = klass.from_pretrained(path / name, low_cpu_mem_usage=False)
+            except (OSError, ValueError, RuntimeError, EnvironmentError) as e:
+                raise CheckpointError(
+                    f"could not load {klass.__name__} from {path / name}: the weights or config are missing or "
+                    f"corrupt ({type(e).__name__}: {str(e)[:300]}). Re-export the model (save_pretrained) or re-train."
+                ) from e
+        task = TaskSpec.from_dict(cfg["task"])
+        for name, got in (("denoiser", parts["denoiser"].config.image_size),
+                          ("reward_model", parts["reward_model"].config.image_size)):
+            if got != cfg["image_size"]:
+                raise CheckpointError(
+                    f"{path / name} was built for {got}x{got} frames but {cfg_path} says image_size="
+                    f"{cfg['image_size']}; the parts come from different models, re-export them together"
+                )
+        if parts["denoiser"].config.context != cfg["context"]:
+            raise CheckpointError(
+                f"{path / 'denoiser'} uses context={parts['denoiser'].config.context} but {cfg_path} says "
+                f"context={cfg['context']}; re-export the model"
+            )
+        model = cls(parts["denoiser"], parts["reward_model"], task, EulerSampler(**cfg.get("sampler", {})))
+        return model.to(device) if device is not None else model
+
+
+__all__ = ["GlobalModel", "GlobalStep", "CheckpointError"]

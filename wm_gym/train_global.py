@@ -1,0 +1,449 @@
+"""Train the global world model (EDM denoiser over frame changes + reward/success model).
+
+    OMP_WAIT_POLICY=PASSIVE wm-gym train-global --data /work/data/pusht64 --out runs/global --minutes 70
+    OMP_WAIT_POLICY=PASSIVE wm-gym train-global --data /work/data/pusht64 --out runs/global --minutes 30 --resume
+
+(``OMP_WAIT_POLICY=PASSIVE``: on a CPU shared with other jobs OpenMP's spin-waiting slows multi-thread
+torch by up to ~90x.)
+
+One file, top to bottom (CleanRL style): arguments, data, validation, the loop. Writes
+
+    OUT/checkpoint.pt     model + EMA + optimiser + step (atomic; ``--resume`` continues from it)
+    OUT/global_model/     the EMA weights as a GlobalModel (``GlobalModel.from_pretrained``)
+    OUT/metrics.json      the last validation
+    OUT/tb/               TensorBoard scalars (losses/, charts/, val/)
+
+The reward model trains in the same loop on the same batches (it is ~50x cheaper than the denoiser)
+for ``--reward-steps`` steps. Behaviour data of Push-T holds almost no successes, so for the ``pusht``
+task the reward model also sees frames rendered by the real simulator near the goal pose (labelled by
+the simulator) -- ``--goal-frames`` of them, a held-out set of which measures the success F1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import DatasetError, TransitionDataset, context_indices, frames_to_tensor
+from .models.denoiser import Denoiser
+from .models.global_model import GlobalModel
+from .models.reward_model import RewardModel
+from .models.sampler import EulerSampler
+from .pusht import SUCCESS_THRESHOLD, TaskSpec
+
+
+@dataclass
+class TrainGlobalArgs:
+    data: str = field(default="", metadata={"help": "dataset directory (wm-gym collect)"})
+    out: str = field(default="runs/global", metadata={"help": "output directory"})
+    resume: bool = field(default=False, metadata={"help": "continue from OUT/checkpoint.pt"})
+    minutes: float = field(default=60.0, metadata={"help": "wall-clock budget of this invocation (minutes)"})
+    steps: int = field(default=0, metadata={"help": "stop at this total step count (0: only the time budget)"})
+    batch_size: int = field(default=64, metadata={"help": "denoiser batch size"})
+    lr: float = field(default=3e-4, metadata={"help": "AdamW learning rate"})
+    weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay"})
+    warmup_steps: int = field(default=300, metadata={"help": "linear learning-rate warm-up"})
+    grad_clip: float = field(default=1.0, metadata={"help": "gradient-norm clip"})
+    ema_decay: float = field(default=0.999, metadata={"help": "EMA decay of the saved weights"})
+    context: int = field(default=4, metadata={"help": "context frames K"})
+    widths: str = field(default="32,64,64", metadata={"help": "UNet block widths"})
+    layers_per_block: int = field(default=1, metadata={"help": "resnet layers per UNet block"})
+    patch: int = field(default=4, metadata={"help": "space-to-depth factor"})
+    change_weight: float = field(default=10.0, metadata={"help": "extra loss weight on changing pixels"})
+    context_noise_max: float = field(default=0.05, metadata={"help": "max std of the context noise augmentation"})
+    sampler_steps: int = field(default=3, metadata={"help": "default Euler steps of the saved model"})
+    reward_steps: int = field(default=6000, metadata={"help": "steps during which the reward model trains"})
+    reward_lr: float = field(default=1e-3, metadata={"help": "reward model learning rate"})
+    success_pos_weight: float = field(default=5.0, metadata={"help": "positive weight of the success BCE"})
+    goal_frames: int = field(default=6000, metadata={"help": "near-goal frames rendered for the reward model (pusht)"})
+    goal_batch: int = field(default=16, metadata={"help": "near-goal frames per reward-model step"})
+    eval_every: int = field(default=1000, metadata={"help": "validate every N steps"})
+    eval_starts: int = field(default=48, metadata={"help": "open-loop rollouts per validation"})
+    save_every_minutes: float = field(default=5.0, metadata={"help": "checkpoint period"})
+    val_fraction: float = field(default=0.1, metadata={"help": "validation fraction of episodes"})
+    max_episodes: int = field(default=0, metadata={"help": "use at most N episodes per split (0: all)"})
+    seed: int = field(default=0, metadata={"help": "seed of random, numpy and torch"})
+    threads: int = field(default=2, metadata={"help": "torch CPU threads"})
+    device: str = field(default="cpu", metadata={"help": "torch device (cpu, cuda, cuda:1, ...)"})
+    log_every: int = field(default=50, metadata={"help": "TensorBoard scalar period (steps)"})
+    quiet: bool = field(default=False, metadata={"help": "no progress bar"})
+
+    @property
+    def widths_tuple(self) -> tuple[int, ...]:
+        return tuple(int(w) for w in self.widths.split(","))
+
+
+HORIZONS = (1, 4, 16)
+
+
+# ---------------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------------
+class WindowBatcher:
+    """Random training windows, gathered in one vectorised indexing per batch.
+
+    Yields the items of :class:`wm_gym.data.TransitionDataset` (``obs``, ``act``, ``next_obs``, ``rew``,
+    ``success``) batched, from the episodes concatenated in memory (per-item indexing is too slow here).
+    """
+
+    def __init__(self, episodes: list[dict], task: TaskSpec, context: int):
+        lengths = np.array([len(ep["actions"]) for ep in episodes])
+        self.frames = np.concatenate([ep["frames"] for ep in episodes])
+        self.actions = np.concatenate([task.normalize_action(ep["actions"]).astype(np.float32) for ep in episodes])
+        self.rew = np.concatenate([np.stack([ep["reward_" + r] for r in task.reward_types], -1) for ep in episodes])
+        self.success = np.concatenate([ep["coverage"] > SUCCESS_THRESHOLD for ep in episodes]).astype(np.float32)
+        self.frame_start = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
+        self.act_start = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        self.ep = np.repeat(np.arange(len(episodes)), lengths)
+        self.t = np.concatenate([np.arange(n) for n in lengths])
+        self.context = context
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def batch(self, index: np.ndarray) -> dict[str, torch.Tensor]:
+        e, t = self.ep[index], self.t[index]
+        offs = np.arange(-self.context + 1, 1)
+        tt = t[:, None] + offs[None]  # (B, K) frame / action times t-K+1..t
+        valid = tt >= 0
+        tt = np.clip(tt, 0, None)
+        act = self.actions[self.act_start[e][:, None] + tt] * valid[..., None]
+        return {
+            "obs": frames_to_tensor(self.frames[self.frame_start[e][:, None] + tt]),
+            "act": torch.from_numpy(act.astype(np.float32)),
+            "next_obs": frames_to_tensor(self.frames[self.frame_start[e] + t + 1]),
+            "rew": torch.from_numpy(self.rew[self.act_start[e] + t]),
+            "success": torch.from_numpy(self.success[self.frame_start[e] + t + 1]),
+        }
+
+    def __call__(self, batch_size: int, seed: int):
+        """Endless shuffled batches (epochs without replacement)."""
+        rng = np.random.default_rng(seed)
+        while True:
+            perm = rng.permutation(len(self))
+            for i in range(0, len(perm) - batch_size + 1, batch_size):
+                yield self.batch(perm[i: i + batch_size])
+
+
+def render_goal_frames(task: TaskSpec, n: int, seed: int) -> dict[str, np.ndarray] | None:
+    """Frames near the goal pose rendered by the task's real simulator, with their labels (pusht only)."""
+    if task.name != "pusht" or n <= 0:
+        return None
+    from .pusht import GOAL_POSE, PushTGroundTruth
+
+    gt = PushTGroundTruth(image_size=task.image_size)
+    gt.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    frames, rew, succ = [], [], []
+    for _ in range(n):
+        scale = math.exp(rng.uniform(0.0, math.log(60.0)))  # pose error scale, log-uniform in [1, 60] px
+        block = GOAL_POSE[:2] + rng.normal(size=2) * scale * 0.5
+        angle = GOAL_POSE[2] + rng.normal() * scale / 120.0
+        agent = rng.uniform(40, 472, size=2)
+        frame, info = gt.reset(state=np.array([*agent, *block, angle]))
+        frames.append(frame)
+        rew.append([info["reward_" + r] for r in task.reward_types])
+        succ.append(info["is_success"])
+    gt.close()
+    return {"frames": np.stack(frames), "rew": np.asarray(rew, np.float32), "success": np.asarray(succ, np.float32)}
+
+
+def goal_frames_cached(out: Path, task: TaskSpec, n: int, seed: int, name: str):
+    path = out / f"{name}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    arrays = render_goal_frames(task, n, seed)
+    if arrays is not None:
+        np.savez_compressed(path, **arrays)
+    return arrays
+
+
+def goal_batch(goal: dict[str, np.ndarray], n: int, rng: np.random.Generator, device) -> dict[str, torch.Tensor]:
+    idx = rng.integers(0, len(goal["frames"]), size=n)
+    return {"next_obs": frames_to_tensor(goal["frames"][idx]).to(device),
+            "rew": torch.from_numpy(goal["rew"][idx]).to(device),
+            "success": torch.from_numpy(goal["success"][idx]).to(device)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------------------------------
+def open_loop_starts(episodes: list[dict], n: int, horizon: int, context: int, seed: int) -> list[tuple[int, int]]:
+    rng = np.random.default_rng(seed)
+    starts = []
+    for _ in range(n):
+        e = int(rng.integers(len(episodes)))
+        T = len(episodes[e]["actions"])
+        starts.append((e, int(rng.integers(context - 1, T - horizon))))
+    return starts
+
+
+@torch.no_grad()
+def open_loop_eval(model: GlobalModel, episodes: list[dict], starts, num_steps: int, seed: int,
+                   horizons=HORIZONS) -> dict[str, float]:
+    """Roll the model open loop with the true actions; MSE / PSNR at each horizon vs copying frame t."""
+    task, K, H = model.task, model.context, max(horizons)
+    dev = model.device
+    obs, act, truth, last = [], [], [], []
+    for e, t in starts:
+        ep = episodes[e]
+        idx = context_indices(t, K)
+        a = task.normalize_action(ep["actions"]).astype(np.float32)
+        ctx_act = a[idx].copy()
+        ctx_act[: max(0, K - 1 - t)] = 0.0
+        obs.append(frames_to_tensor(ep["frames"][idx]))
+        act.append(np.concatenate([ctx_act, a[t + 1: t + H]]))  # K context actions, then the future ones
+        truth.append(frames_to_tensor(ep["frames"][t + 1: t + 1 + H]))
+        last.append(frames_to_tensor(ep["frames"][t]))
+    obs, truth, last = torch.stack(obs).to(dev), torch.stack(truth).to(dev), torch.stack(last).to(dev)
+    act = torch.from_numpy(np.stack(act)).to(dev)
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    logs = {}
+    for h in range(1, H + 1):
+        nxt = model.step(obs, act[:, h - 1: h - 1 + K], generator=gen, num_steps=num_steps).next_obs
+        obs = torch.cat([obs[:, 1:], nxt[:, None]], dim=1)
+        if h in horizons:
+            true = truth[:, h - 1]
+            mse = (nxt - true).pow(2).mean().item()
+            mse_copy = (last - true).pow(2).mean().item()
+            changed = ((last - true).abs().amax(1) > 0.05).float()
+            n_ch = max(1.0, changed.sum().item())
+            logs[f"mse_h{h}"] = mse
+            logs[f"mse_copy_h{h}"] = mse_copy
+            logs[f"psnr_h{h}"] = 10 * math.log10(4.0 / max(mse, 1e-10))
+            logs[f"psnr_copy_h{h}"] = 10 * math.log10(4.0 / max(mse_copy, 1e-10))
+            logs[f"mse_changed_h{h}"] = ((nxt - true).pow(2).mean(1) * changed).sum().item() / n_ch
+            logs[f"mse_changed_copy_h{h}"] = ((last - true).pow(2).mean(1) * changed).sum().item() / n_ch
+    return logs
+
+
+@torch.no_grad()
+def reward_eval(reward_model: RewardModel, frames: np.ndarray, rew: np.ndarray, success: np.ndarray,
+                device, prefix: str) -> dict[str, float]:
+    preds, logits = [], []
+    for i in range(0, len(frames), 256):
+        out = reward_model(frames_to_tensor(frames[i: i + 256]).to(device))
+        preds.append(out.rew.cpu()); logits.append(out.success_logit.cpu())
+    pred, logit = torch.cat(preds).numpy(), torch.cat(logits).numpy()
+    logs = {f"{prefix}mae_{i}": float(np.abs(pred[:, i] - rew[:, i]).mean()) for i in range(rew.shape[1])}
+    yhat, y = logit > 0, success > 0.5
+    tp, fp, fn = float((yhat & y).sum()), float((yhat & ~y).sum()), float((~yhat & y).sum())
+    logs[f"{prefix}success_f1"] = 2 * tp / max(1.0, 2 * tp + fp + fn)
+    logs[f"{prefix}success_positives"] = float(y.sum())
+    logs[f"{prefix}success_false_pos"] = fp
+    return logs
+
+
+def real_reward_frames(episodes: list[dict], task: TaskSpec, n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    pairs = [(e, int(rng.integers(len(episodes[e]["actions"])))) for e in rng.integers(len(episodes), size=n)]
+    frames = np.stack([episodes[e]["frames"][t + 1] for e, t in pairs])
+    rew = np.array([[episodes[e]["reward_" + r][t] for r in task.reward_types] for e, t in pairs], np.float32)
+    succ = np.array([episodes[e]["coverage"][t + 1] > 0.95 for e, t in pairs], np.float32)
+    return frames, rew, succ
+
+
+# ---------------------------------------------------------------------------------------------------
+# checkpoints
+# ---------------------------------------------------------------------------------------------------
+def atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def export_model(model: GlobalModel, out: Path) -> None:
+    """Write OUT/global_model atomically (build in a temp dir, then swap)."""
+    tmp, final, old = out / "global_model.tmp", out / "global_model", out / "global_model.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for pe, pm in zip(ema.parameters(), model.parameters()):
+            pe.lerp_(pm, 1.0 - decay)
+
+
+# ---------------------------------------------------------------------------------------------------
+# training
+# ---------------------------------------------------------------------------------------------------
+def train(args: TrainGlobalArgs) -> dict[str, float]:
+    """Train (or resume) and return the last validation metrics."""
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm.auto import tqdm
+
+    t_start = time.time()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    if ckpt_path.exists() and not args.resume:
+        raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
+    torch.set_num_threads(args.threads)
+    if args.threads > 1 and args.device == "cpu" and "OMP_WAIT_POLICY" not in os.environ:
+        warnings.warn("OMP_WAIT_POLICY is unset: on a CPU shared with other jobs, OpenMP's spin-waiting made a "
+                      "2-thread training step ~90x slower on the dev machine (27 s vs 0.3 s); launch with "
+                      "OMP_WAIT_POLICY=PASSIVE, or --threads 1")
+    random.seed(args.seed); np.random.seed(args.seed); torch.manual_seed(args.seed)
+    device = torch.device(args.device)
+
+    # -- data ---------------------------------------------------------------------------------------
+    max_ep = args.max_episodes or None
+    train_set = TransitionDataset(args.data, "train", args.context, args.val_fraction, args.seed, max_episodes=max_ep)
+    val_set = TransitionDataset(args.data, "val", args.context, args.val_fraction, args.seed, max_episodes=max_ep)
+    task = train_set.task
+    H = max(HORIZONS)
+    if min(len(ep["actions"]) for ep in val_set.episodes) <= H + args.context:
+        raise DatasetError(f"validation episodes must be longer than {H + args.context} steps")
+    goal_train = goal_frames_cached(out, task, args.goal_frames, args.seed + 1, "goal_frames_train")
+    goal_val = goal_frames_cached(out, task, max(200, args.goal_frames // 6), args.seed + 2, "goal_frames_val")
+    real_val = real_reward_frames(val_set.episodes, task, 3000, args.seed)
+    starts = open_loop_starts(val_set.episodes, args.eval_starts, H, args.context, args.seed)
+
+    # -- models -------------------------------------------------------------------------------------
+    den = Denoiser(image_size=task.image_size, context=args.context, action_dim=task.action_dim, patch=args.patch,
+                   block_out_channels=args.widths_tuple, layers_per_block=args.layers_per_block,
+                   change_weight=args.change_weight, context_noise_max=args.context_noise_max).to(device)
+    rm = RewardModel(image_size=task.image_size, num_rewards=len(task.reward_types),
+                     success_pos_weight=args.success_pos_weight).to(device)
+    ema_den, ema_rm = copy.deepcopy(den).eval(), copy.deepcopy(rm).eval()
+    opt = torch.optim.AdamW(den.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    opt_r = torch.optim.AdamW(rm.parameters(), lr=args.reward_lr, weight_decay=args.weight_decay)
+    step, samples = 0, 0
+    if args.resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        for mod, key in ((den, "denoiser"), (rm, "reward_model"), (ema_den, "ema_denoiser"),
+                         (ema_rm, "ema_reward_model"), (opt, "opt"), (opt_r, "opt_reward")):
+            mod.load_state_dict(ck[key])
+        step, samples = ck["step"], ck["samples"]
+    sampler = EulerSampler(num_steps=args.sampler_steps)
+    ema_model = GlobalModel(ema_den, ema_rm, task, sampler)
+    writer = SummaryWriter(str(out / "tb"))
+    (out / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2))
+
+    def save() -> None:
+        atomic_torch_save({"step": step, "samples": samples, "args": dataclasses.asdict(args),
+                           "denoiser": den.state_dict(), "reward_model": rm.state_dict(),
+                           "ema_denoiser": ema_den.state_dict(), "ema_reward_model": ema_rm.state_dict(),
+                           "opt": opt.state_dict(), "opt_reward": opt_r.state_dict()}, ckpt_path)
+        export_model(ema_model, out)
+
+    def validate() -> dict[str, float]:
+        logs = open_loop_eval(ema_model, val_set.episodes, starts, args.sampler_steps, args.seed)
+        logs.update({k + "_1step": v for k, v in open_loop_eval(ema_model, val_set.episodes, starts, 1, args.seed,
+                                                              horizons=(1, 4)).items() if "copy" not in k})
+        logs.update(reward_eval(ema_rm, *real_val, device, "reward_real_"))
+        if goal_val is not None:
+            logs.update(reward_eval(ema_rm, goal_val["frames"], goal_val["rew"], goal_val["success"], device,
+                                    "reward_goal_"))
+        for k, v in logs.items():
+            writer.add_scalar("val/" + k, v, step)
+        logs["step"], logs["samples"] = step, samples
+        (out / "metrics.json").write_text(json.dumps(logs, indent=2))
+        summary = " ".join(f"h{h}: mse {logs[f'mse_h{h}']:.5f} (copy {logs[f'mse_copy_h{h}']:.5f})" for h in HORIZONS)
+        tqdm.write(f"[val step {step}] {summary} | reward MAE {logs['reward_real_mae_0']:.4f} "
+                   f"success F1 {logs.get('reward_goal_success_f1', float('nan')):.3f}")
+        return logs
+
+    # -- loop ---------------------------------------------------------------------------------------
+    batches = WindowBatcher(train_set.episodes, task, args.context)(args.batch_size, args.seed + step)
+    rng = np.random.default_rng(args.seed + step)
+    deadline = t_start + 60 * args.minutes
+    last_save, t_log, samples_log = time.time(), time.time(), samples
+    bar = tqdm(initial=step, total=args.steps or None, desc="train-global", disable=args.quiet, mininterval=5)
+    logs: dict[str, float] = {}
+    den.train(); rm.train()
+    while time.time() < deadline and not (args.steps and step >= args.steps):
+        batch = {k: v.to(device) for k, v in next(batches).items()}
+        for g in opt.param_groups:
+            g["lr"] = args.lr * min(1.0, (step + 1) / args.warmup_steps)
+        loss, train_logs = den.loss(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(den.parameters(), args.grad_clip)
+        opt.step()
+        ema_update(ema_den, den, min(args.ema_decay, (1 + step) / (10 + step)))  # EMA warm-up
+
+        if step < args.reward_steps:
+            rbatch = {k: batch[k] for k in ("next_obs", "rew", "success")}
+            if goal_train is not None and args.goal_batch > 0:
+                gb = goal_batch(goal_train, args.goal_batch, rng, device)
+                rbatch = {k: torch.cat([rbatch[k], gb[k]]) for k in rbatch}
+            r_loss, r_logs = rm.loss(rbatch)
+            opt_r.zero_grad(set_to_none=True)
+            r_loss.backward()
+            torch.nn.utils.clip_grad_norm_(rm.parameters(), args.grad_clip)
+            opt_r.step()
+            ema_update(ema_rm, rm, 0.995)
+            train_logs.update(r_logs)
+
+        step += 1
+        samples += args.batch_size
+        bar.update(1)
+        if step % args.log_every == 0:
+            now = time.time()
+            for k, v in train_logs.items():
+                writer.add_scalar("losses/" + k, v, step)
+            writer.add_scalar("losses/grad_norm", float(gnorm), step)
+            writer.add_scalar("charts/samples_per_s", (samples - samples_log) / (now - t_log), step)
+            writer.add_scalar("charts/lr", opt.param_groups[0]["lr"], step)
+            t_log, samples_log = now, samples
+            bar.set_postfix(loss=f"{train_logs['loss_denoising']:.4f}")
+        if step % args.eval_every == 0:
+            logs = validate()
+        if time.time() - last_save > 60 * args.save_every_minutes:
+            save()
+            last_save = time.time()
+    bar.close()
+    if not logs or logs.get("step") != step:
+        logs = validate()
+    save()
+    writer.close()
+    return logs
+
+
+# ---------------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------------
+def add_cli(subparsers) -> None:
+    """Add ``train-global`` to the ``wm-gym`` command line (arguments from :class:`TrainGlobalArgs`)."""
+    p = subparsers.add_parser("train-global", help="train the global world model (denoiser + reward model)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(TrainGlobalArgs):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in (bool, "bool"):
+            p.add_argument(flag, action="store_true", help=f.metadata["help"])
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__)
+            p.add_argument(flag, type=kind, default=f.default, required=f.name == "data",
+                           help=f"{f.metadata['help']} (default: {f.default})")
+    p.set_defaults(func=_cmd_train_global)
+
+
+def _cmd_train_global(ns) -> int:
+    args = TrainGlobalArgs(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(TrainGlobalArgs)})
+    logs = train(args)
+    print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in logs.items()}))
+    return 0
+
+
+__all__ = ["TrainGlobalArgs", "train", "add_cli", "open_loop_eval"]
