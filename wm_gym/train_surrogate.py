@@ -33,6 +33,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -65,7 +66,7 @@ class TrainSurrogateArgs:
     weight_decay: float = arg(1e-4, "AdamW weight decay")
     warmup_steps: int = arg(100, "linear learning-rate warm-up")
     grad_clip: float = arg(10.0, "gradient-norm clip")
-    consistency_coef: float = arg(1.0, "weight of the latent consistency loss")
+    consistency_coef: float = arg(5.0, "weight of the latent consistency loss")
     reward_coef: float = arg(1.0, "weight of the reward loss")
     success_coef: float = arg(0.1, "weight of the success BCE")
     state_coef: float = arg(1.0, "weight of the true-state read-out loss (anti-collapse)")
@@ -75,7 +76,8 @@ class TrainSurrogateArgs:
     context: int = arg(4, "context frames K of the encoder")
     latent_dim: int = arg(64, "latent size d")
     latent_norm: str = arg("layernorm", "latent normalisation: layernorm or simnorm")
-    encoder_channels: str = arg("32,64,128,128", "channels of the stride-2 encoder convolutions")
+    encoder_channels: str = arg("16,32,64,128", "channels of the stride-2 encoder convolutions")
+    keypoints: int = arg(16, "spatial soft-argmax keypoints of the encoder (0: none)")
     dynamics_hidden: int = arg(256, "width of the dynamics MLP")
     dynamics_layers: int = arg(1, "hidden layers of the dynamics MLP")
     reward_hidden: int = arg(256, "width of the reward MLP")
@@ -387,7 +389,7 @@ def train(args: TrainSurrogateArgs, global_model=None) -> dict[str, float]:
 
     # 2. model, optimiser, resume
     model = Surrogate(image_size=image_size, context=args.context, action_dim=task.action_dim,
-                      latent_dim=args.latent_dim, latent_norm=args.latent_norm, encoder_channels=args.channels,
+                      latent_dim=args.latent_dim, latent_norm=args.latent_norm, encoder_channels=args.channels, keypoints=args.keypoints,
                       dynamics_hidden=args.dynamics_hidden, dynamics_layers=args.dynamics_layers,
                       reward_hidden=args.reward_hidden, reward_types=tuple(task.reward_types),
                       state_dim=STATE_DIM if args.state_coef > 0 else 0, task=task.to_dict()).to(device)
@@ -422,7 +424,8 @@ def train(args: TrainSurrogateArgs, global_model=None) -> dict[str, float]:
     # 3. loop
     t0 = last_save = time.time()
     n_gm = int(round(args.batch_size * args.gm_fraction)) if use_gm else 0
-    bar = tqdm(total=args.steps or None, initial=step, desc="train-surrogate", disable=args.quiet)
+    bar = tqdm(total=args.steps or None, initial=step, desc="train-surrogate", disable=args.quiet,
+               mininterval=1.0 if sys.stderr.isatty() else 30.0)
     val_logs: dict[str, float] = {}
     gm_seconds = 0.0
     while True:

@@ -130,6 +130,41 @@ class MLP(nn.Module):
         return delta
 
 
+class Encoder(nn.Module):
+    """K stacked frames (B, 3K, H, W) -> features: stride-2 convs (GroupNorm, SiLU), flattened, plus keypoints.
+
+    The keypoint branch (a spatial soft-argmax, Levine et al. 2016, https://arxiv.org/abs/1504.00702)
+    turns ``keypoints`` heatmaps of the second conv stage into expected (x, y) image coordinates: small
+    objects (the Push-T agent is ~4 px at 64x64) get sub-pixel positions that are smooth, near-linear
+    functions of where they are, which is what a latent with meaningful Jacobians needs.
+    """
+
+    def __init__(self, in_channels: int, channels: tuple[int, ...], image_size: int, out_dim: int, keypoints: int):
+        super().__init__()
+        self.stages, c_in = nn.ModuleList(), in_channels
+        for c in channels:
+            self.stages.append(nn.Sequential(nn.Conv2d(c_in, c, 4, stride=2, padding=1), nn.GroupNorm(min(8, c), c),
+                                             nn.SiLU()))
+            c_in = c
+        self.kp_stage = min(1, len(channels) - 1)
+        self.keypoints = nn.Conv2d(channels[self.kp_stage], keypoints, 1) if keypoints > 0 else None
+        flat = c_in * (image_size // 2 ** len(channels)) ** 2
+        self.proj = nn.Linear(flat + 2 * keypoints, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i == self.kp_stage and self.keypoints is not None:
+                heat = self.keypoints(x).flatten(2).softmax(-1)  # (B, n, h*w)
+                h, w = x.shape[-2:]
+                ys = torch.linspace(-1, 1, h, dtype=x.dtype, device=x.device)
+                xs = torch.linspace(-1, 1, w, dtype=x.dtype, device=x.device)
+                grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).reshape(h * w, 2)
+                feats.append((heat @ grid).flatten(1))  # (B, 2n) expected (x, y)
+        return self.proj(torch.cat([x.flatten(1)] + feats, 1))
+
+
 class Surrogate(ModelMixin, ConfigMixin):
     """Local latent world model with fast batched Jacobians (see the module docstring).
 
@@ -142,6 +177,7 @@ class Surrogate(ModelMixin, ConfigMixin):
             (TD-MPC2: softmax over groups of ``simnorm_dim``).
         simnorm_dim: group size of SimNorm (must divide ``latent_dim``).
         encoder_channels: channels of the stride-2 convolutions of the encoder.
+        keypoints: spatial soft-argmax keypoints read from the second conv stage (0: none).
         dynamics_hidden, dynamics_layers: width and depth of the residual dynamics MLP.
         reward_hidden, reward_layers: width and depth of the reward MLP.
         success_hidden: width of the success MLP (one hidden layer).
@@ -159,7 +195,8 @@ class Surrogate(ModelMixin, ConfigMixin):
         latent_dim: int = 64,
         latent_norm: str = "layernorm",
         simnorm_dim: int = 8,
-        encoder_channels: tuple[int, ...] = (32, 64, 128, 128),
+        encoder_channels: tuple[int, ...] = (16, 32, 64, 128),
+        keypoints: int = 16,
         dynamics_hidden: int = 256,
         dynamics_layers: int = 1,
         reward_hidden: int = 256,
@@ -187,12 +224,8 @@ class Surrogate(ModelMixin, ConfigMixin):
         if len(reward_types) < 1:
             raise ValueError("reward_types must name at least one reward label")
 
-        # 1. encoder: (B, K*3, H, W) -> strided convs -> linear -> latent norm
-        convs, c_in = [], 3 * context
-        for c in encoder_channels:
-            convs += [nn.Conv2d(c_in, c, 4, stride=2, padding=1), nn.GroupNorm(min(8, c), c), nn.SiLU()]
-            c_in = c
-        self.encoder = nn.Sequential(*convs, nn.Flatten(), nn.Linear(c_in * (image_size // 2**n_down) ** 2, latent_dim))
+        # 1. encoder: (B, K*3, H, W) -> strided convs (+ keypoints) -> linear -> latent norm
+        self.encoder = Encoder(3 * context, tuple(encoder_channels), image_size, latent_dim, keypoints)
         # 2. residual latent dynamics, reward, success and state heads
         self.dynamics = MLP(latent_dim + action_dim, dynamics_hidden, dynamics_layers, latent_dim)
         self.reward_head = MLP(latent_dim + action_dim, reward_hidden, reward_layers, len(reward_types))
