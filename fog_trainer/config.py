@@ -21,7 +21,7 @@ class FoGConfig:
     horizon: int = arg(16, "H: env steps per update, the length of the differentiated return")
     gamma: float = arg(0.99, "discount factor")
     lam: float = arg(0.95, "TD(lambda) parameter of the critic targets")
-    alpha: float = arg(0.01, "entropy bonus weight (per step, added to the normalised reward)")
+    alpha: float = arg(0.01, "entropy bonus weight (per step, in the env's reward units)")
     critic_weight: float = arg(1.0, "weight of the bootstrap gamma^H V(z_H) in the actor loss (0 drops it)")
     reward_norm: bool = arg(True, "divide rewards by the running std of the discounted return")
     value_norm: bool = arg(True, "critic predicts normalised values (PopArt-preserving running target stats)")

@@ -187,7 +187,7 @@ class FoGTrainer:
             done = term | step.truncated.to(self.device).bool()
             self._track(step.reward.detach().to(self.device), done)
 
-            r = rew / scale - cfg.alpha * log_prob
+            r = (rew - cfg.alpha * log_prob) / scale  # entropy bonus in reward units, then one positive rescale
             ret = ret + disc * r
             disc = disc * cfg.gamma
             end = done if t < H - 1 else torch.ones_like(done)
@@ -260,7 +260,9 @@ class FoGTrainer:
         with torch.no_grad():
             for p, tp in zip(self.critic.parameters(), self.target_critic.parameters()):
                 tp.lerp_(p, cfg.tau)
+            explained_variance = 1.0 - (y - self.critic(z)).var() / y.var().clamp_min(1e-12)
         return {"critic_loss": float(np.mean(losses)) if losses else float("nan"),
+                "explained_variance": float(explained_variance),
                 "value_mean": float(targets.mean()), "value_std": float(targets.std())}
 
     def update(self) -> dict[str, float]:

@@ -270,7 +270,7 @@ def test_learn_counts_steps_logs_and_checkpoints(tmp_path):
     assert trainer.num_timesteps == 48 == env.global_steps * env.num_envs and trainer.num_updates == 3
     logs = trainer.history[-1]
     for key in ("actor_loss", "critic_loss", "grad_norm", "fps", "ep_rew_mean", "ep_len_mean", "rollout_s",
-                "env_s", "gradient_s", "critic_s", "grad_norm_reward_term", "grad_norm_critic_term"):
+                "env_s", "gradient_s", "critic_s", "grad_norm_reward_term", "grad_norm_critic_term", "explained_variance"):
         assert np.isfinite(logs[key]), key
     assert logs["ep_len_mean"] == 6
     assert list(trainer.run_dir.glob("events.out.tfevents*")) and trainer.checkpoint_path.exists()
