@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..data import frames_to_tensor
+from ..models.global_model import CheckpointError
 from ..pusht import TaskSpec
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "pusht"
@@ -33,10 +34,6 @@ def quiet_diffusers():
         yield
     finally:
         dlog.set_verbosity(level)
-
-
-class CheckpointError(ValueError):
-    """A world-model checkpoint that is missing, incomplete or does not match the request."""
 
 
 @dataclasses.dataclass
