@@ -12,7 +12,8 @@ from wm_gym.fidelity import (METHODS, PSNR_CAP, choose_starts, evaluate_fidelity
 from wm_gym.models.state_probe import ProbeArgs, StateProbe, angle_error_deg, state_errors, train_probe
 
 HORIZONS = (0, 1, 4, 8)
-FRAME_METRICS = {"agent_px", "block_px", "angle_deg", "coverage_frame_err", "psnr", "mse", "n"}
+FRAME_METRICS = {"agent_px", "block_px", "angle_deg", "coverage_frame_err", "psnr", "mse", "n",
+                 "block_px_moving", "angle_deg_moving", "n_moving"}
 REWARD_METRICS = {"rew_mae_coverage", "rew_mae_dense"}
 
 
@@ -139,10 +140,11 @@ def test_evaluate_fidelity_tiny_model(tiny_dataset, tmp_path):
     for method in METHODS:
         for h in HORIZONS:
             row = res[method][str(h)]
-            want = FRAME_METRICS | (REWARD_METRICS if method != "probe_floor" else set())
+            want = FRAME_METRICS | REWARD_METRICS if method != "probe_floor" else FRAME_METRICS - {"psnr", "mse"}
             assert set(row) == want, (method, h, set(row) ^ want)
             assert row["n"] == 3
-            assert all(np.isfinite(v) for v in row.values()), (method, h, row)
+            assert all(np.isfinite(v) for k, v in row.items() if "moving" not in k), (method, h, row)
+            assert row["n_moving"] <= row["n"] and (h > 0 or row["n_moving"] == 0)
     json.dumps(res)  # serialisable
     assert video.exists() and video.stat().st_size > 1000
     assert "| 8 | model |" in format_table(res)

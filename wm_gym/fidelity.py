@@ -14,6 +14,9 @@ metric                 meaning
                        reward| (Push-T only): does the *frame* carry the right reward
 ``rew_mae_<type>``     |reward predicted by the model for the step into t0+h - true label|
 ``psnr`` / ``mse``     pixel PSNR (dB, frames scaled to [0, 1], capped at 100) and MSE
+``*_moving``           ``block_px`` / ``angle_deg`` over the rollouts whose true block moved between
+                       t0 and t0+h (by > 4 px or > 2 deg; ``n_moving`` of them): copy-last is exact
+                       on a still block, so this is where a world model must earn its keep
 =====================  ==========================================================================
 
 Rows: ``model`` (the global model), ``copy_last`` (the bar to beat: it predicts x_{t0} for every
@@ -131,7 +134,7 @@ def rollout_model(model, episodes: list[dict], starts: Starts, horizons, batch_s
         ctx = [_context(episodes[starts.episode[i]], norm_acts[starts.episode[i]], int(starts.t0[i]), K) for i in sl]
         obs = torch.stack([c[0] for c in ctx])
         act = torch.stack([c[1] for c in ctx])
-        chunk_frames = {0: obs[:, -1]}
+        chunk_frames = {0: obs[:, -1].clone()}
         chunk_rew = {0: torch.full((len(sl), len(task.reward_types)), float("nan"))}
         chunk_video = [obs[:, -1]]
         for h in range(1, max_h + 1):
@@ -146,8 +149,10 @@ def rollout_model(model, episodes: list[dict], starts: Starts, horizons, batch_s
                 t = int(starts.t0[i]) + h
                 if t < len(norm_acts[starts.episode[i]]):
                     nxt[j] = norm_acts[starts.episode[i]][t]
-            obs = torch.cat([obs[:, 1:], x[:, None]], 1)
-            act = torch.cat([act[:, 1:], torch.from_numpy(nxt)[:, None]], 1)
+            # feed the generated frame back as the env does (on the model's device)
+            dev = out.next_obs.device
+            obs = torch.cat([obs[:, 1:].to(dev), out.next_obs[:, None]], 1)
+            act = torch.cat([act[:, 1:].to(dev), torch.from_numpy(nxt)[:, None].to(dev)], 1)
             bar.update(len(sl))
         for h in horizons:
             frames[h].append(chunk_frames[h])
@@ -175,14 +180,24 @@ def _frame_metrics(probe: StateProbe, pred: torch.Tensor, true: torch.Tensor, st
     m = state_errors(read, state)
     if cov_rew is not None:
         m["coverage_frame_err"] = np.abs(coverage_reward(pusht_coverage(read[:, 2:5])) - cov_rew)
-    m["psnr"] = psnr(pred, true)
-    m["mse"] = ((pred.float() - true.float()) / 2).pow(2).flatten(1).mean(1).double().numpy()
+    if pred is not true:  # (the probe floor reads the true frame itself)
+        m["psnr"] = psnr(pred, true)
+        m["mse"] = ((pred.float() - true.float()) / 2).pow(2).flatten(1).mean(1).double().numpy()
     return m
 
 
-def _summary(values: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, float]:
-    out = {k: float(np.mean(v[mask])) if mask.any() else float("nan") for k, v in values.items()}
+MOVED_PX, MOVED_DEG = 4.0, 2.0
+
+
+def _summary(values: dict[str, np.ndarray], mask: np.ndarray, moving: np.ndarray) -> dict[str, float]:
+    def mean(v, m):
+        return float(np.mean(v[m])) if m.any() else float("nan")
+
+    out = {k: mean(v, mask) for k, v in values.items()}
     out["n"] = int(mask.sum())
+    for k in ("block_px", "angle_deg"):
+        out[k + "_moving"] = mean(values[k], mask & moving)
+    out["n_moving"] = int((mask & moving).sum())
     return out
 
 
@@ -243,6 +258,7 @@ def evaluate_fidelity(global_model, probe: StateProbe, data_root: str | Path, ho
         return np.array([eps[e]["reward_" + r][ti] for e, ti in zip(starts.episode, t)], np.float64)
 
     copy_frame = frames_to_tensor(truth(0, "frames"))
+    state0 = truth(0, "states")
     copy_rew = {r: label(0, r) for r in task.reward_types}  # label of the step into x_{t0}
 
     rolled = None
@@ -256,6 +272,8 @@ def evaluate_fidelity(global_model, probe: StateProbe, data_root: str | Path, ho
         del result["model"]
     for h in horizons:
         mask = starts.t0 + h <= ep_len
+        moved = state_errors(state0, truth(h, "states"))
+        moving = (moved["block_px"] > MOVED_PX) | (moved["angle_deg"] > MOVED_DEG)
         true_frames = frames_to_tensor(truth(h, "frames"))
         state = truth(h, "states")
         cov_rew = coverage_reward(truth(h, "coverage")) if is_pusht else None
@@ -272,7 +290,7 @@ def evaluate_fidelity(global_model, probe: StateProbe, data_root: str | Path, ho
                     else:
                         guess = rolled["rew"][h][:, j].double().numpy()
                     m["rew_mae_" + r] = np.abs(guess - true_r)
-            result[name][str(h)] = _summary(m, mask)
+            result[name][str(h)] = _summary(m, mask, moving)
     result["settings"] = {
         "data": str(data_root), "split": split, "episodes": len(eps), "rollouts": N,
         "starts_per_episode": starts_per_episode, "seed": seed, "num_steps": num_steps,
@@ -291,7 +309,8 @@ def evaluate_fidelity(global_model, probe: StateProbe, data_root: str | Path, ho
 # ---------------------------------------------------------------------------------------------------
 # reporting
 # ---------------------------------------------------------------------------------------------------
-TABLE_METRICS = ("agent_px", "block_px", "angle_deg", "coverage_frame_err", "rew_mae_coverage", "rew_mae_dense", "psnr")
+TABLE_METRICS = ("agent_px", "block_px", "angle_deg", "block_px_moving", "angle_deg_moving", "coverage_frame_err",
+                 "rew_mae_coverage", "rew_mae_dense", "psnr")
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -302,8 +321,8 @@ def format_table(result: dict[str, Any]) -> str:
     for h in result["horizons"]:
         for r in rows:
             d = result[r][str(h)]
-            cells = [f"{d[k]:.3f}" if k in d else "" for k in metrics]
-            lines.append(f"| {h} | {r} | " + " | ".join(cells) + f" | {d['n']} |")
+            cells = [f"{d[k]:.3f}" if d.get(k) is not None else "" for k in metrics]
+            lines.append(f"| {h} | {r} | " + " | ".join(cells) + f" | {d['n']} ({d['n_moving']} moving) |")
     return "\n".join(lines)
 
 
@@ -370,6 +389,15 @@ def _resolve_model_dir(path: Path) -> Path:
     return path
 
 
+def _strict_json(x):
+    """NaN -> null (strict JSON), recursively."""
+    if isinstance(x, dict):
+        return {k: _strict_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_strict_json(v) for v in x]
+    return None if isinstance(x, float) and math.isnan(x) else x
+
+
 def run_eval_fidelity(args: FidelityArgs) -> dict[str, Any]:
     """Load the model and the probe, evaluate, write ``fidelity.json`` / ``fidelity.md`` / ``rollouts.mp4``."""
     from .data import atomic_write_text
@@ -380,14 +408,15 @@ def run_eval_fidelity(args: FidelityArgs) -> dict[str, Any]:
     try:
         horizons = [int(h) for h in args.horizons.split(",") if h.strip()]
     except ValueError:
-        raise SystemExit(f"wm-gym eval-fidelity: error: --horizons expects integers like 1,4,16,64, got {args.horizons!r}")
+        raise SystemExit(f"wm-gym eval-fidelity: error: --horizons expects integers like 1,4,16,64, "
+                         f"got {args.horizons!r}")
     torch.set_num_threads(args.threads)
     model = None
     if args.model:
         from .models.global_model import GlobalModel
 
         model = GlobalModel.from_pretrained(_resolve_model_dir(Path(args.model)), device=args.device)
-    probe = StateProbe.from_pretrained(args.probe)
+    probe = StateProbe.from_pretrained(args.probe, low_cpu_mem_usage=False)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = evaluate_fidelity(
@@ -400,7 +429,7 @@ def run_eval_fidelity(args: FidelityArgs) -> dict[str, Any]:
     if probe_metrics.exists():
         result["probe_heldout"] = json.loads(probe_metrics.read_text())
     table = format_table(result)
-    atomic_write_text(out / "fidelity.json", json.dumps(result, indent=2))
+    atomic_write_text(out / "fidelity.json", json.dumps(_strict_json(result), indent=2, allow_nan=False))
     atomic_write_text(out / "fidelity.md", table + "\n")
     return result
 
