@@ -91,14 +91,16 @@ def main(argv=None) -> None:
 
     rows = []
     if args.compare and not args.model:
-        grid = [((64, 128, 128), False), ((32, 64, 64), True), ((64, 128), True), ((48, 96), True),
-                ((48, 96), False), ((32, 64), True)]
+        grid = [((64, 128, 128), False), ((48, 96, 96), True), ((48, 96), True), ((32, 64, 64), True),
+                ((32, 64), True)]
         for widths, planes in grid:
             model = build(widths, args.image_size, action_planes=planes)
             for n in (1, 2, 3):
-                for cl in (False, True):
-                    r = time_model(model, args.batch, n, args.repeats, channels_last=cl)
-                    rows.append({"widths": list(widths), "action_planes": planes, "channels_last": cl, **r})
+                r = time_model(model, args.batch, n, args.repeats)
+                rows.append({"widths": list(widths), "action_planes": planes, "channels_last": False, **r})
+        model = build((32, 64, 64), args.image_size)
+        r = time_model(model, args.batch, 3, args.repeats, channels_last=True)
+        rows.append({"widths": [32, 64, 64], "action_planes": True, "channels_last": True, **r})
     else:
         if args.model:
             model = GlobalModel.from_pretrained(args.model, device="cpu")
