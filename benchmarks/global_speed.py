@@ -75,7 +75,7 @@ def gym_pusht_speed(image_size: int, steps: int) -> float:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="", help="a saved GlobalModel directory (default: random weights)")
-    p.add_argument("--widths", default="48,96", help="UNet widths of the random-weight model")
+    p.add_argument("--widths", default="32,64,64", help="UNet widths of the random-weight model")
     p.add_argument("--batch", type=int, default=64, help="envs stepped together")
     p.add_argument("--image-size", type=int, default=64, help="frame size of the random-weight model")
     p.add_argument("--num-steps", type=int, default=0, help="sampler steps (0: the model's default)")
