@@ -13,6 +13,6 @@ python benchmarks/gradient_cost.py --json-out $R/gradient_cost.json
 python benchmarks/gradient_fidelity.py --json-out $R/gradient_fidelity.json
 wm-gym eval-fidelity --model wm_gym/assets/pusht/global_model --probe runs/probe --data data/pusht64 --out $R/fidelity
 cp $R/fidelity/fidelity.json $R/fidelity.json
-python examples/fog_pusht.py --out runs/fog_example --results-json $R/fog_example.json
+python examples/fog_pusht.py --out runs/fog_example && cp runs/fog_example/summary.json $R/fog_example.json
 python benchmarks/sample_efficiency.py --quick
 python benchmarks/make_readme.py
