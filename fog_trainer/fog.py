@@ -73,8 +73,8 @@ def fog_step(z: torch.Tensor, a: torch.Tensor, next_z: torch.Tensor, reward: tor
             f"linearisation shapes dfdz {tuple(lin.dfdz.shape)}, dfda {tuple(lin.dfda.shape)} do not match "
             f"z {tuple(z.shape)} and a {tuple(a.shape)}; expected (B, d, d) and (B, d, m)"
         )
-    jac = [j.detach().to(z.dtype) for j in (lin.dfdz, lin.dfda, lin.drdz, lin.drda)]
-    return FoGStep.apply(z, a, next_z.to(z.dtype), reward.to(z.dtype), *jac)
+    jac = [j.detach().to(z) for j in (lin.dfdz, lin.dfda, lin.drdz, lin.drda)]  # the learner's device and dtype
+    return FoGStep.apply(z, a, next_z.to(z), reward.to(z), *jac)
 
 
 def swap(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
