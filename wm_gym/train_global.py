@@ -70,6 +70,8 @@ class TrainGlobalArgs:
     success_pos_weight: float = field(default=5.0, metadata={"help": "positive weight of the success BCE"})
     goal_frames: int = field(default=6000, metadata={"help": "near-goal frames rendered for the reward model (pusht)"})
     goal_batch: int = field(default=16, metadata={"help": "near-goal frames per reward-model step"})
+    self_forcing: float = field(default=0.5, metadata={
+        "help": "fraction of each batch whose last context frame is the model's own 1-step prediction"})
     eval_every: int = field(default=1000, metadata={"help": "validate every N steps"})
     eval_starts: int = field(default=48, metadata={"help": "open-loop rollouts per validation"})
     save_every_minutes: float = field(default=5.0, metadata={"help": "checkpoint period"})
@@ -99,7 +101,7 @@ class WindowBatcher:
     ``success``) batched, from the episodes concatenated in memory (per-item indexing is too slow here).
     """
 
-    def __init__(self, episodes: list[dict], task: TaskSpec, context: int):
+    def __init__(self, episodes: list[dict], task: TaskSpec, context: int, extra: int = 0):
         lengths = np.array([len(ep["actions"]) for ep in episodes])
         self.frames = np.concatenate([ep["frames"] for ep in episodes])
         self.actions = np.concatenate([task.normalize_action(ep["actions"]).astype(np.float32) for ep in episodes])
@@ -110,14 +112,15 @@ class WindowBatcher:
         self.ep = np.repeat(np.arange(len(episodes)), lengths)
         self.t = np.concatenate([np.arange(n) for n in lengths])
         self.context = context
+        self.extra = extra  # frames/actions before the context, for self-forcing
 
     def __len__(self) -> int:
         return len(self.t)
 
     def batch(self, index: np.ndarray) -> dict[str, torch.Tensor]:
         e, t = self.ep[index], self.t[index]
-        offs = np.arange(-self.context + 1, 1)
-        tt = t[:, None] + offs[None]  # (B, K) frame / action times t-K+1..t
+        offs = np.arange(-self.context - self.extra + 1, 1)
+        tt = t[:, None] + offs[None]  # (B, K + extra) frame / action times t-K-extra+1..t
         valid = tt >= 0
         tt = np.clip(tt, 0, None)
         act = self.actions[self.act_start[e][:, None] + tt] * valid[..., None]
@@ -365,7 +368,9 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
         return logs
 
     # -- loop ---------------------------------------------------------------------------------------
-    batches = WindowBatcher(train_set.episodes, task, args.context)(args.batch_size, args.seed + step)
+    extra = 1 if args.self_forcing > 0 else 0
+    batches = WindowBatcher(train_set.episodes, task, args.context, extra)(args.batch_size, args.seed + step)
+    n_forced = int(round(args.self_forcing * args.batch_size))
     rng = np.random.default_rng(args.seed + step)
     deadline = t_start + 60 * args.minutes
     last_save, t_log, samples_log = time.time(), time.time(), samples
@@ -374,6 +379,14 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
     den.train(); rm.train()
     while time.time() < deadline and not (args.steps and step >= args.steps):
         batch = {k: v.to(device) for k, v in next(batches).items()}
+        if extra:
+            # self-forcing (scheduled sampling): the last context frame of n_forced windows is the model's
+            # own 1-step prediction of it, so the delta target also repairs the model's artifacts
+            obs, act = batch["obs"][:, 1:].clone(), batch["act"][:, 1:]
+            with torch.no_grad():
+                obs[:n_forced, -1] = sampler.sample(den, batch["obs"][:n_forced, :-1], batch["act"][:n_forced, :-1],
+                                                    num_steps=1)
+            batch["obs"], batch["act"] = obs, act
         for g in opt.param_groups:
             g["lr"] = args.lr * min(1.0, (step + 1) / args.warmup_steps)
         loss, train_logs = den.loss(batch)
