@@ -90,12 +90,26 @@ def test_jacobians_equal_autograd_and_finite_differences(norm, layers):
         torch.testing.assert_close(lin.reward, model.reward(z, a)[:, k])
 
 
+def test_cached_outer_products_follow_weight_updates():
+    model = perturbed(tiny()).double()
+    z, a = random_point(model)
+    with torch.no_grad():
+        before = model.jacobians(z, a).dfdz
+        model.dynamics.out.weight.mul_(2.0)  # in place, as an optimiser step
+        after = model.jacobians(z, a).dfdz
+    torch.testing.assert_close(after, model.jacobians(z, a, method="vmap-jacrev").dfdz)
+    assert not torch.allclose(before, after)
+    lin = model.jacobians(z, a)  # with grad enabled the Jacobians carry a graph to the weights
+    lin.dfdz.sum().backward()
+    assert model.dynamics.out.weight.grad is not None
+
+
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
 def test_analytic_jacobians_agree_with_torch_func(dtype, tol):
     model = perturbed(tiny()).to(dtype)
     z, a = random_point(model, batch=7, dtype=dtype)
     ref = model.jacobians(z, a, 1)
-    for method in ("vmap-jacrev", "vmap-jacfwd"):
+    for method in ("analytic-generic", "vmap-jacrev", "vmap-jacfwd"):
         other = model.jacobians(z, a, 1, method=method)
         for f in dataclasses.fields(Linearization):
             torch.testing.assert_close(getattr(other, f.name), getattr(ref, f.name), atol=tol, rtol=tol)
@@ -290,3 +304,15 @@ def test_benchmarks_smoke(script, monkeypatch, capsys):
     runpy.run_path(str(REPO / "benchmarks" / script), run_name="__main__")
     expected = "| analytic |" if script == "jacobian_speed.py" else "FD reference vs autograd"
     assert expected in capsys.readouterr().out
+
+
+def test_from_pretrained_refuses_weights_that_do_not_fit(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    tiny().save_pretrained(tmp_path / "sur")
+    f = tmp_path / "sur" / "diffusion_pytorch_model.safetensors"
+    state = load_file(f)
+    state["encoder.renamed.weight"] = state.pop("encoder.proj.weight")
+    save_file(state, f)
+    with pytest.raises(ValueError, match=r"do not fit .*missing_keys: \['encoder.proj.weight'\]"):
+        Surrogate.from_pretrained(tmp_path / "sur")

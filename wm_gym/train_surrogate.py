@@ -84,7 +84,7 @@ class TrainSurrogateArgs:
     # global-model rollouts
     gm_fraction: float = arg(0.25, "fraction of each batch taken from global-model rollouts")
     gm_horizon: int = arg(16, "length of each global-model rollout")
-    gm_rollouts: int = arg(16, "rollouts generated per refresh")
+    gm_rollouts: int = arg(8, "rollouts generated per refresh")
     gm_refresh_every: int = arg(25, "steps between refreshes of the rollout buffer")
     gm_buffer: int = arg(512, "rollouts kept in the ring buffer")
     gm_sampler_steps: int = arg(0, "Euler steps of the global sampler (0: its default)")
@@ -458,7 +458,7 @@ def train(args: TrainSurrogateArgs, global_model=None) -> dict[str, float]:
                 writer.add_scalar(f"losses/{k}", v, step)
             writer.add_scalar("charts/samples_per_s", samples / max(time.time() - t0, 1e-9), step)
             writer.add_scalar("charts/gm_rollout_seconds", gm_seconds, step)
-            bar.set_postfix(loss=f"{logs['loss']:.4f}", cons=f"{logs['consistency']:.4f}",
+            bar.set_postfix(refresh=False, loss=f"{logs['loss']:.4f}", cons=f"{logs['consistency']:.4f}",
                             rew=f"{logs['reward']:.4f}", state=f"{logs['state']:.4f}")
         if step % args.eval_every == 0:
             val_logs = evaluate()

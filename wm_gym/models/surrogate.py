@@ -41,7 +41,7 @@ from diffusers.configuration_utils import register_to_config
 
 from ..pusht import REWARD_TYPES, TaskSpec
 
-JACOBIAN_METHODS = ("analytic", "vmap-jacfwd", "vmap-jacrev")
+JACOBIAN_METHODS = ("analytic", "analytic-generic", "vmap-jacfwd", "vmap-jacrev")
 
 
 @dataclasses.dataclass
@@ -234,6 +234,21 @@ class Surrogate(ModelMixin, ConfigMixin):
         nn.init.zeros_(self.dynamics.out.weight)  # start at f(z, a) = z: a residual step begins as the identity
         nn.init.zeros_(self.dynamics.out.bias)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "Surrogate":
+        """``ModelMixin.from_pretrained`` that refuses weights that do not fit (diffusers only warns and leaves
+        the missing parameters uninitialised, which gives silent garbage Jacobians)."""
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
+        bad = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+        if bad:
+            raise ValueError(
+                f"the weights in {pretrained_model_name_or_path} do not fit the Surrogate its config.json describes "
+                f"({', '.join(f'{k}: {list(v)[:4]}' for k, v in bad.items())}); it was probably saved by an older "
+                "wm-gym. Retrain it with `wm-gym train-surrogate`."
+            )
+        return (model, info) if want_info else model
+
     # ------------------------------------------------------------------------------------------------
     # properties
     # ------------------------------------------------------------------------------------------------
@@ -324,8 +339,10 @@ class Surrogate(ModelMixin, ConfigMixin):
             z: (B, d) latents; a: (B, m) normalised actions.
             reward_index: which reward label (index into ``config.reward_types``) ``reward``/``drdz``/``drda``
                 refer to.
-            method: ``"analytic"`` (closed-form forward mode, the fastest), ``"vmap-jacfwd"`` or
-                ``"vmap-jacrev"`` (``torch.func``; kept as references for tests and benchmarks).
+            method: ``"analytic"`` (closed form, the fastest: one matrix product for the whole batch when
+                the dynamics MLP has one hidden layer), ``"analytic-generic"`` (closed-form forward mode
+                layer by layer, any depth), ``"vmap-jacfwd"`` or ``"vmap-jacrev"`` (``torch.func``; kept as
+                references for tests and benchmarks).
         """
         self._check_za(z, a)
         if not 0 <= reward_index < self.num_rewards:
@@ -333,39 +350,98 @@ class Surrogate(ModelMixin, ConfigMixin):
                 f"reward_index must be in [0, {self.num_rewards}) for reward_types {tuple(self.config.reward_types)}, "
                 f"got {reward_index}"
             )
-        if method == "analytic":
-            return self._jacobians_analytic(z, a, reward_index)
+        if method in ("analytic", "analytic-generic"):
+            return self._jacobians_analytic(z, a, reward_index, generic=method == "analytic-generic")
         if method in ("vmap-jacfwd", "vmap-jacrev"):
             return self._jacobians_func(z, a, reward_index, method)
         raise ValueError(f"method must be one of {JACOBIAN_METHODS}, got {method!r}")
 
-    def _jacobians_analytic(self, z, a, k) -> Linearization:
+    def _jacobians_analytic(self, z, a, k, generic: bool = False) -> Linearization:
         d = self.latent_dim
         x = torch.cat([z, a], -1)
-        # 1. dynamics: y = z + g(x), dy/dx = [I | 0] + dg/dx
-        g, cache = self.dynamics.forward_cached(x)
-        jy = self.dynamics.jacobian(cache)
-        jy[:, :, :d].diagonal(dim1=-2, dim2=-1).add_(1.0)
-        y = z + g
-        # 2. latent normalisation and its Jacobian
-        if self.config.latent_norm == "layernorm":
-            mu = y.mean(-1, keepdim=True)
-            rstd = torch.rsqrt((y - mu).pow(2).mean(-1, keepdim=True) + 1e-5)
-            next_z = (y - mu) * rstd
-            centred = jy - jy.mean(1, keepdim=True)
-            v = torch.einsum("bd,bdi->bi", next_z, jy)
-            jac = rstd.unsqueeze(-1) * torch.baddbmm(centred, next_z.unsqueeze(-1), v.unsqueeze(1), alpha=-1.0 / d)
+        if len(self.dynamics.linears) == 1 and not generic:
+            next_z, jac = self._dynamics_jacobian_outer(z, x)
         else:
-            V = self.config.simnorm_dim
-            p = y.unflatten(-1, (-1, V)).softmax(-1)  # (B, G, V)
-            jg = jy.unflatten(1, (-1, V))  # (B, G, V, in)
-            jac = (p.unsqueeze(-1) * (jg - (p.unsqueeze(-1) * jg).sum(2, keepdim=True))).flatten(1, 2)
-            next_z = p.flatten(-2)
-        # 3. reward row k, reverse mode
+            next_z, jac = self._dynamics_jacobian_forward(z, x)
+        # reward row k, reverse mode
         r, rcache = self.reward_head.forward_cached(x)
         drdx = self.reward_head.vjp_row(rcache, k)
         return Linearization(z=z, a=a, next_z=next_z, reward=r[:, k], dfdz=jac[:, :, :d], dfda=jac[:, :, d:],
                              drdz=drdx[:, :d], drda=drdx[:, d:])
+
+    def _norm_jacobian(self, y: torch.Tensor, jy: torch.Tensor):
+        """Latent normalisation of y (B, d) and its Jacobian applied to dy/dx (B, d, in)."""
+        d = y.shape[-1]
+        if self.config.latent_norm == "layernorm":
+            mu = y.mean(-1, keepdim=True)
+            rstd = torch.rsqrt((y - mu).pow(2).mean(-1, keepdim=True) + 1e-5)
+            yhat = (y - mu) * rstd
+            centred = jy - jy.mean(1, keepdim=True)
+            v = torch.einsum("bd,bdi->bi", yhat, jy)
+            return yhat, rstd.unsqueeze(-1) * torch.baddbmm(centred, yhat.unsqueeze(-1), v.unsqueeze(1), alpha=-1.0 / d)
+        V = self.config.simnorm_dim
+        p = y.unflatten(-1, (-1, V)).softmax(-1)  # (B, G, V)
+        jg = jy.unflatten(1, (-1, V))  # (B, G, V, in)
+        return p.flatten(-2), (p.unsqueeze(-1) * (jg - (p.unsqueeze(-1) * jg).sum(2, keepdim=True))).flatten(1, 2)
+
+    def _dynamics_jacobian_forward(self, z, x):
+        """Any depth: forward mode through the residual MLP, then the latent normalisation."""
+        g, cache = self.dynamics.forward_cached(x)
+        jy = self.dynamics.jacobian(cache)
+        jy[:, :, : z.shape[1]].diagonal(dim1=-2, dim2=-1).add_(1.0)  # y = z + g
+        return self._norm_jacobian(z + g, jy)
+
+    def _outer_products(self) -> torch.Tensor:
+        """(w, d * in): row k is W_out[:, k] (x) W1c[k, :] (W1c = W_in with its column means removed).
+
+        Cached while the weights are unchanged (in-place optimiser steps bump ``_version``; ``.to`` moves
+        ``data_ptr``); rebuilt with a graph when gradients w.r.t. the weights are wanted.
+        """
+        w_in, w_out = self.dynamics.linears[0].weight, self.dynamics.out.weight
+        graph = torch.is_grad_enabled() and (w_in.requires_grad or w_out.requires_grad)
+        key = (w_in._version, w_out._version, w_in.data_ptr(), w_out.data_ptr(), w_in.dtype, w_in.device)
+        cached = self.__dict__.get("_outer_cache")
+        if not graph and cached is not None and cached[0] == key:
+            return cached[1]
+        outer = (w_out.t().unsqueeze(-1) * (w_in - w_in.mean(0, keepdim=True)).unsqueeze(1)).flatten(1)
+        if not graph:
+            self.__dict__["_outer_cache"] = (key, outer.detach())
+        return outer
+
+    def _dynamics_jacobian_outer(self, z, x):
+        """One hidden layer: dg/dx = W_out diag(c) W1c - (W_out (c * hhat)) (x) (hhat W_in) / n, so the whole
+        batch of Jacobians is one (B, w) x (w, d * in) matrix product plus rank-one corrections."""
+        lin, ln, out = self.dynamics.linears[0], self.dynamics.norms[0], self.dynamics.out
+        B, d, n = x.shape[0], z.shape[1], lin.out_features
+        # 1. forward, keeping hhat and c = SiLU'(u) * gamma / sigma
+        h = lin(x)
+        mu = h.mean(-1, keepdim=True)
+        rstd_h = torch.rsqrt((h - mu).pow(2).mean(-1, keepdim=True) + self.dynamics.eps)
+        hhat = (h - mu) * rstd_h
+        u = hhat * ln.weight + ln.bias
+        c = _dsilu(u) * ln.weight * rstd_h
+        y = z + out(F.silu(u))
+        uvec = (c * hhat) @ out.weight.t()  # (B, d)
+        v = hhat @ lin.weight  # (B, in)
+        if self.config.latent_norm != "layernorm":
+            jy = (c @ self._outer_products()).view(B, d, -1)
+            jy.baddbmm_(uvec.unsqueeze(-1), v.unsqueeze(1), alpha=-1.0 / n)
+            jy[:, :, :d].diagonal(dim1=-2, dim2=-1).add_(1.0)
+            return self._norm_jacobian(y, jy)
+        # 2. LayerNorm of y folded in: jac = rstd (Jy - 1 (x) mean_rows(Jy) - yhat (x) (yhat^T Jy) / d)
+        my = y.mean(-1, keepdim=True)
+        rstd = torch.rsqrt((y - my).pow(2).mean(-1, keepdim=True) + 1e-5)
+        yhat = (y - my) * rstd
+        w1c = lin.weight - lin.weight.mean(0, keepdim=True)
+        mean_rows = (c * out.weight.mean(0)) @ w1c - uvec.mean(-1, keepdim=True) * v / n
+        mean_rows[:, :d] += 1.0 / d
+        proj = ((yhat @ out.weight) * c) @ w1c - (yhat * uvec).sum(-1, keepdim=True) * v / n
+        proj[:, :d] += yhat
+        left = torch.stack([uvec / n, torch.ones_like(uvec), yhat / d], -1).mul_(-rstd.unsqueeze(-1))  # (B, d, 3)
+        right = torch.stack([v, mean_rows, proj], 1)  # (B, 3, in)
+        jac = ((c * rstd) @ self._outer_products()).view(B, d, -1).baddbmm_(left, right)
+        jac[:, :, :d].diagonal(dim1=-2, dim2=-1).add_(rstd)
+        return yhat, jac
 
     def _jacobians_func(self, z, a, k, method) -> Linearization:
         from torch.func import jacfwd, jacrev, vmap
