@@ -104,21 +104,25 @@ class MLP(nn.Module):
         return self.out(x), cache
 
     def jacobian(self, cache) -> torch.Tensor:
-        """d out / d in, (B, out_dim, in_dim), from ``forward_cached``'s cache (forward mode)."""
-        tangent = None  # (B, width, in_dim); None stands for the identity before the first layer
+        """d out / d in, (B, out_dim, in_dim), from ``forward_cached``'s cache (forward mode).
+
+        The tangent is kept transposed, (B, in_dim, width), so every layer is one (B * in_dim, width) matrix
+        product rather than B small ones.
+        """
+        tangent = None  # (B, in_dim, width); None stands for the identity before the first layer
         for lin, (hhat, _, c) in zip(self.linears, cache):
             n = hhat.shape[-1]
             if tangent is None:
                 w = lin.weight
-                centred = (w - w.mean(0, keepdim=True)).expand(hhat.shape[0], -1, -1)
+                centred = (w - w.mean(0, keepdim=True)).t().expand(hhat.shape[0], -1, -1)
                 v = hhat @ w  # (B, in): hhat^T W (hhat has zero mean, so centring W first changes nothing)
             else:
-                p = lin.weight @ tangent
-                centred = p - p.mean(1, keepdim=True)
-                v = torch.einsum("bw,bwi->bi", hhat, p)
+                p = tangent @ lin.weight.t()
+                centred = p - p.mean(-1, keepdim=True)
+                v = torch.einsum("bw,biw->bi", hhat, p)
             # LayerNorm Jacobian (1/sigma)(I - 11^T/n - hhat hhat^T/n), then SiLU' and gamma: c absorbs all scales
-            tangent = c.unsqueeze(-1) * torch.baddbmm(centred, hhat.unsqueeze(-1), v.unsqueeze(1), alpha=-1.0 / n)
-        return self.out.weight @ tangent
+            tangent = c.unsqueeze(1) * torch.baddbmm(centred, v.unsqueeze(-1), hhat.unsqueeze(1), alpha=-1.0 / n)
+        return (tangent @ self.out.weight.t()).transpose(1, 2)
 
     def vjp_row(self, cache, index: int) -> torch.Tensor:
         """d out[:, index] / d in, (B, in_dim), from ``forward_cached``'s cache (reverse mode)."""
