@@ -1,7 +1,7 @@
 """``wm-gym export``: assemble a world-model checkpoint that ``gym.make("WM-PushT-v0", checkpoint=DIR)`` loads.
 
 It copies the trained global model and surrogate (as fp16 safetensors, to keep the shipped files small),
-stores a bank of real initial frames (first frames of the dataset's validation episodes) and writes a
+stores a bank of real initial frames (first frames of the dataset's episodes: gym-pusht's start distribution) and writes a
 ``metrics.json`` / ``README.md`` with the commands that made it.
 """
 
@@ -34,7 +34,7 @@ def export_checkpoint(global_model_dir: str | Path, surrogate_dir: str | Path, d
 
 
 def _export(global_model_dir, surrogate_dir, data, out, num_start_frames, metrics, commands, fp16) -> Path:
-    from .data import list_episodes, load_episode, read_meta, split_episodes
+    from .data import list_episodes, load_episode, read_meta
     from .models.global_model import GlobalModel
     from .models.surrogate import Surrogate
 
@@ -43,8 +43,9 @@ def _export(global_model_dir, surrogate_dir, data, out, num_start_frames, metric
     meta = read_meta(data)
     if meta["resolution"][0] != gm.image_size:
         raise ValueError(f"dataset resolution {meta['resolution']} != global model image_size {gm.image_size}")
-    paths = split_episodes(list_episodes(data), "val") or list_episodes(data)
-    frames = np.stack([load_episode(p)["frames"][0] for p in paths[:num_start_frames]])
+    paths = list_episodes(data)
+    step = max(1, len(paths) // num_start_frames)
+    frames = np.stack([load_episode(p)["frames"][0] for p in paths[::step][:num_start_frames]])
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}_"))
@@ -78,7 +79,7 @@ def add_cli(sub) -> None:
     p = sub.add_parser("export", help="assemble a world-model checkpoint (global model + surrogate + start frames)")
     p.add_argument("--global-model", required=True, help="directory written by train-global (global_model/)")
     p.add_argument("--surrogate", required=True, help="directory written by train-surrogate")
-    p.add_argument("--data", required=True, help="dataset the start frames are taken from (validation split)")
+    p.add_argument("--data", required=True, help="dataset the start frames are taken from (first frames)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
     p.add_argument("--metrics", default=None, help="JSON file(s) of measured numbers to embed, comma-separated")
     p.add_argument("--command", action="append", default=[], help="command that made a part (repeatable)")
