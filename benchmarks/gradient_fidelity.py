@@ -2,9 +2,13 @@
 
 Along global-model rollouts from held-out dataset contexts (under the dataset's actions), compare
 
-* reference: d/da of the global model's H-step return ``sum_k rew_k`` (its reward model's label), by
-  central finite differences of the global rollout under common random numbers (the generator is
-  restored to the same state for every evaluation, so only the action changes);
+* reference ``global``: d/da of the global model's H-step return ``sum_k rew_k`` (its reward model's
+  label), by central finite differences of the global rollout under common random numbers (the
+  generator is restored to the same state for every evaluation, so only the action changes);
+* reference ``truth`` (``--truth``, needs gym-pusht): the same for the real Push-T simulator, by central
+  finite differences of the true H-step return (the dataset episode is replayed from its seed, which
+  reproduces it exactly, then the perturbed actions are applied); the surrogate is then linearised at
+  the true frames. This separates the surrogate's error from the global model's;
 * ``fog``: the decoupled gradient the trainer uses: forward values from the global rollout, derivatives
   from the surrogate linearised at ``z_k = encode(global frames)`` (``Surrogate.jacobians``), chained
   backwards ``lambda_k = drdz_k + lambda_{k+1} dfdz_k``, ``g_k = drda_k + lambda_{k+1} dfda_k``;
@@ -14,7 +18,7 @@ per start state: cosine and norm ratio |g| / |g_ref| of the (H x m) gradient, fo
 for every reward label. Actions are normalised to [-1, 1].
 
     python benchmarks/gradient_fidelity.py --global-model runs/global/global_model \
-        --surrogate runs/surrogate/surrogate --data data/pusht64
+        --surrogate runs/surrogate/surrogate --data data/pusht64 --truth
     python benchmarks/gradient_fidelity.py --smoke      # seconds: tiny random models, checks FD vs autograd
 """
 
@@ -117,32 +121,29 @@ def compare(g, ref, tiny=1e-9):
 # ---------------------------------------------------------------------------------------------------
 # the benchmark
 # ---------------------------------------------------------------------------------------------------
-def fidelity(gm, sur, frames, prev, actions, horizons, eps, seed, sampler_steps=None, eps_check=False):
-    """All gradients and their agreement; returns a list of result rows (dicts)."""
+def surrogate_rows(sur, ctx, actions, ref, horizons, reference, extra=None):
+    """Compare the surrogate's gradients with ``ref`` (N, len(horizons), L, m, R).
+
+    ``ctx`` (N, L, K, 3, S, S) are the surrogate's context frames at steps 0..L-1 of the reference
+    trajectory, ``actions`` (N, L, m) normalised; ``extra`` maps names to further gradients to compare.
+    """
     dev = sur.device
-    L = max(horizons)
-    actions = actions[:, :L]
-    gen = torch.Generator(device=gm.device).manual_seed(seed)
-    rew, hist, checkpoints = global_rollout(gm, frames, prev, actions, gen, sampler_steps, record=True)
-    ref = reference_gradient(gm, checkpoints, actions, eps, gen, sampler_steps, horizons)
-    ref2 = reference_gradient(gm, checkpoints, actions, 2 * eps, gen, sampler_steps, horizons) if eps_check else None
-    Ks, P = sur.config.context, frames.shape[1]
+    L = ctx.shape[1]
+    act = actions.to(dev, torch.float32)
     with torch.no_grad():
-        ctx = [hist[:, P + k - Ks: P + k].to(dev, torch.float32) for k in range(L)]
-        z = [sur.encode(c) for c in ctx]
+        z = [sur.encode(ctx[:, k].to(dev, torch.float32)) for k in range(L)]
     rows = []
     for ri, label in enumerate(sur.config.reward_types):
         with torch.no_grad():
-            lins = [sur.jacobians(z[k], actions[:, k].to(dev, torch.float32), reward_index=ri) for k in range(L)]
+            lins = [sur.jacobians(z[k], act[:, k], reward_index=ri) for k in range(L)]
         for hi, h in enumerate(horizons):
             r = ref[:, hi, :h, :, ri].to(dev)
-            grads = {"fog": fog_gradient(lins, h), "latent": latent_gradient(sur, z[0], actions.to(dev, torch.float32),
-                                                                               h, ri)}
-            if ref2 is not None:
-                grads["fd(2eps)"] = ref2[:, hi, :h, :, ri].to(dev)
+            grads = {"fog": fog_gradient(lins, h), "latent": latent_gradient(sur, z[0], act, h, ri)}
+            for name, g in (extra or {}).items():
+                grads[name] = g[:, hi, :h, :, ri].to(dev)
             for name, g in grads.items():
                 cos, rel, n = compare(g.double(), r.double())
-                rows.append({"reward": label, "H": h, "gradient": name, "n": n,
+                rows.append({"reference": reference, "reward": label, "H": h, "gradient": name, "n": n,
                              "cos_mean": float(cos.mean()) if n else float("nan"),
                              "cos_median": float(cos.median()) if n else float("nan"),
                              "rel_norm_median": float(rel.median()) if n else float("nan"),
@@ -150,16 +151,77 @@ def fidelity(gm, sur, frames, prev, actions, horizons, eps, seed, sampler_steps=
     return rows
 
 
+def fidelity(gm, sur, frames, prev, actions, horizons, eps, seed, sampler_steps=None, eps_check=False):
+    """Surrogate gradients vs the global model's finite differences along its own rollouts (result rows)."""
+    L = max(horizons)
+    actions = actions[:, :L]
+    gen = torch.Generator(device=gm.device).manual_seed(seed)
+    _, hist, checkpoints = global_rollout(gm, frames, prev, actions, gen, sampler_steps, record=True)
+    ref = reference_gradient(gm, checkpoints, actions, eps, gen, sampler_steps, horizons)
+    extra = {}
+    if eps_check:
+        extra["fd(2eps)"] = reference_gradient(gm, checkpoints, actions, 2 * eps, gen, sampler_steps, horizons)
+    Ks, P = sur.config.context, frames.shape[1]
+    ctx = torch.stack([hist[:, P + k - Ks: P + k] for k in range(L)], 1)
+    return surrogate_rows(sur, ctx, actions, ref, horizons, "global", extra)
+
+
+# ---------------------------------------------------------------------------------------------------
+# ground truth: finite differences through the real simulator
+# ---------------------------------------------------------------------------------------------------
+def truth_reference(episodes, starts, task, horizons, eps):
+    """Central finite differences of the true H-step returns (both labels) along dataset episodes.
+
+    ``starts`` is a list of (episode index, t); returns (N, len(horizons), L, m, R) w.r.t. normalised actions.
+    """
+    from gym_pusht.envs.pusht import PushTEnv
+
+    from wm_gym.pusht import coverage_reward, dense_reward
+
+    L, half = max(horizons), (task.action_high - task.action_low) / 2.0
+    env = PushTEnv(obs_type="state")
+    out = torch.zeros(len(starts), len(horizons), L, task.action_dim, 2, dtype=torch.float64)
+
+    def rewards(ep, t, k, j, delta):
+        env.reset(seed=int(ep["seed"]) % 2**31)
+        acts = ep["actions"][: t + L].astype(np.float64).copy()
+        acts[t + k, j] += delta
+        rew = []
+        for i, a in enumerate(acts):
+            env.step(np.clip(a, task.action_low, task.action_high))
+            if i >= t + k:
+                state = [*env.agent.position, *env.block.position, env.block.angle % (2 * np.pi)]
+                rew.append([float(coverage_reward(env._get_coverage())), float(dense_reward(state))])
+        return np.array(rew)  # (L - k, 2): rewards of steps t+k .. t+L-1
+
+    for n, (e, t) in enumerate(starts):
+        ep = episodes[e]
+        for k in range(L):
+            for j in range(task.action_dim):
+                d = (rewards(ep, t, k, j, eps * half) - rewards(ep, t, k, j, -eps * half)) / (2 * eps)
+                for hi, h in enumerate(horizons):
+                    if h > k:
+                        out[n, hi, k, j] = torch.from_numpy(d[: h - k].sum(0))
+    env.close()
+    return out
+
+
 def print_table(rows):
-    print("| reward | H | gradient | mean cos | median cos | median abs(g)/abs(g_ref) | median abs(g_ref) | n |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| reference | reward | H | gradient | mean cos | median cos | median abs(g)/abs(g_ref) | median abs(g_ref) | n |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['reward']} | {r['H']} | {r['gradient']} | {r['cos_mean']:.3f} | {r['cos_median']:.3f} | "
+        print(f"| {r['reference']} | {r['reward']} | {r['H']} | {r['gradient']} | {r['cos_mean']:.3f} | {r['cos_median']:.3f} | "
               f"{r['rel_norm_median']:.3f} | {r['ref_norm_median']:.3g} | {r['n']} |")
 
 
 def held_out_starts(data, n, K, Kg, L, seed, val_fraction):
-    """``n`` windows from the validation split: frames (n, P, 3, S, S), prev actions (n, Kg-1, m), actions (n, L, m)."""
+    """``n`` windows of ``L`` steps from the validation split.
+
+    Returns a namespace: ``frames`` (n, P, 3, S, S) context before step 0 (P = max(K, Kg)), ``prev``
+    (n, Kg-1, m) actions before step 0, ``actions`` (n, L, m) normalised, ``ctx`` (n, L, K, 3, S, S) the
+    true surrogate contexts at steps 0..L-1, ``contact`` (n,) agent-block contact in the window,
+    ``starts`` [(episode, t)], ``episodes`` and ``task``.
+    """
     from wm_gym.data import context_indices, frames_to_tensor, load_split
     from wm_gym.pusht import TaskSpec
 
@@ -167,18 +229,24 @@ def held_out_starts(data, n, K, Kg, L, seed, val_fraction):
     task = TaskSpec.from_dict(meta["task"])
     rng = np.random.default_rng(seed)
     P = max(K, Kg)
-    frames, prev, acts, contact = [], [], [], []
-    long = [e for e in eps if len(e["actions"]) >= L]
+    out = SimpleNamespace(frames=[], prev=[], actions=[], ctx=[], contact=[], starts=[], episodes=eps, task=task)
+    long = [i for i, e in enumerate(eps) if len(e["actions"]) >= L]
     for _ in range(n):
-        ep = long[rng.integers(len(long))]
+        e = long[rng.integers(len(long))]
+        ep = eps[e]
         t = int(rng.integers(len(ep["actions"]) - L + 1))
-        frames.append(frames_to_tensor(ep["frames"][context_indices(t, P)]))
+        out.frames.append(frames_to_tensor(ep["frames"][context_indices(t, P)]))
+        out.ctx.append(torch.stack([frames_to_tensor(ep["frames"][context_indices(t + k, K)]) for k in range(L)]))
         a = task.normalize_action(ep["actions"]).astype(np.float32)
         pi = np.arange(t - Kg + 1, t)
-        prev.append(torch.from_numpy(np.where((pi >= 0)[:, None], a[np.clip(pi, 0, None)], 0.0).astype(np.float32)))
-        acts.append(torch.from_numpy(a[t:t + L]))
-        contact.append(bool(ep["contact"][t:t + L].any()))
-    return torch.stack(frames), torch.stack(prev), torch.stack(acts), np.array(contact)
+        out.prev.append(torch.from_numpy(np.where((pi >= 0)[:, None], a[np.clip(pi, 0, None)], 0.0).astype(np.float32)))
+        out.actions.append(torch.from_numpy(a[t:t + L]))
+        out.contact.append(bool(ep["contact"][t:t + L].any()))
+        out.starts.append((e, t))
+    for k in ("frames", "prev", "actions", "ctx"):
+        setattr(out, k, torch.stack(getattr(out, k)))
+    out.contact = np.array(out.contact)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -260,6 +328,7 @@ def main(argv=None) -> None:
     p.add_argument("--horizons", default="1,4,16", help="comma-separated H")
     p.add_argument("--eps", type=float, default=0.02, help="finite-difference step (normalised action units)")
     p.add_argument("--eps-check", action="store_true", help="also report the FD reference at 2*eps vs eps")
+    p.add_argument("--truth", action="store_true", help="also compare with finite differences of the real simulator")
     p.add_argument("--sampler-steps", type=int, default=0, help="global sampler Euler steps (0: its default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -270,20 +339,30 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     if args.smoke:
         return smoke(args)
-    if not (args.global_model and args.surrogate and args.data):
-        p.error("--global-model, --surrogate and --data are required (or --smoke)")
-    from wm_gym.models.global_model import GlobalModel
-
+    if not (args.surrogate and args.data and (args.global_model or args.truth)):
+        p.error("--surrogate, --data and --global-model and/or --truth are required (or --smoke)")
     t0 = time.time()
-    gm = GlobalModel.from_pretrained(args.global_model, device=args.device)
     sur = Surrogate.from_pretrained(args.surrogate).to(args.device).eval()
+    gm = None
+    if args.global_model:
+        from wm_gym.models.global_model import GlobalModel
+
+        gm = GlobalModel.from_pretrained(args.global_model, device=args.device)
     horizons = tuple(int(h) for h in args.horizons.split(","))
-    frames, prev, actions, contact = held_out_starts(args.data, args.starts, sur.config.context, gm.context,
-                                                     max(horizons), args.seed, args.val_fraction)
-    dev = gm.device
-    rows = fidelity(gm, sur, frames.to(dev), prev.to(dev), actions.to(dev), horizons, args.eps, args.seed,
-                    args.sampler_steps or None, args.eps_check)
-    print(f"{args.starts} held-out starts ({int(contact.sum())} with agent-block contact in the window), "
+    w = held_out_starts(args.data, args.starts, sur.config.context, gm.context if gm else 1, max(horizons),
+                        args.seed, args.val_fraction)
+    rows = []
+    if gm is not None:
+        dev = gm.device
+        rows += fidelity(gm, sur, w.frames.to(dev), w.prev.to(dev), w.actions.to(dev), horizons, args.eps, args.seed,
+                         args.sampler_steps or None, args.eps_check)
+    if args.truth:
+        ref = truth_reference(w.episodes, w.starts, w.task, horizons, args.eps)
+        rows += surrogate_rows(sur, w.ctx, w.actions, ref, horizons, "truth")
+        contact = torch.from_numpy(w.contact)
+        if contact.any():
+            rows += surrogate_rows(sur, w.ctx[contact], w.actions[contact], ref[contact], horizons, "truth, contact")
+    print(f"{args.starts} held-out starts ({int(w.contact.sum())} with agent-block contact in the window), "
           f"eps={args.eps}, {time.time() - t0:.0f} s\n")
     print_table(rows)
     if args.json:

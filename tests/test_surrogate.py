@@ -316,3 +316,12 @@ def test_from_pretrained_refuses_weights_that_do_not_fit(tmp_path):
     save_file(state, f)
     with pytest.raises(ValueError, match=r"do not fit .*missing_keys: \['encoder.proj.weight'\]"):
         Surrogate.from_pretrained(tmp_path / "sur")
+
+
+def test_gradient_fidelity_against_the_real_simulator_runs(tiny_dataset, tmp_path, monkeypatch, capsys):
+    tiny(image_size=32).save_pretrained(tmp_path / "sur")
+    monkeypatch.setattr(sys, "argv", ["gradient_fidelity.py", "--surrogate", str(tmp_path / "sur"), "--data",
+                                      str(tiny_dataset), "--truth", "--starts", "2", "--horizons", "1,2",
+                                      "--val-fraction", "0.5", "--threads", "1"])
+    runpy.run_path(str(REPO / "benchmarks" / "gradient_fidelity.py"), run_name="__main__")
+    assert "| truth | dense | 2 | fog |" in capsys.readouterr().out
