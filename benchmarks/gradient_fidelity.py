@@ -151,13 +151,18 @@ def surrogate_rows(sur, ctx, actions, ref, horizons, reference, extra=None):
     return rows
 
 
-def fidelity(gm, sur, frames, prev, actions, horizons, eps, seed, sampler_steps=None, eps_check=False):
-    """Surrogate gradients vs the global model's finite differences along its own rollouts (result rows)."""
+def fidelity(gm, sur, frames, prev, actions, horizons, eps, seed, sampler_steps=None, eps_check=False, out=None):
+    """Surrogate gradients vs the global model's finite differences along its own rollouts (result rows).
+
+    ``out`` (a dict), if given, receives the reference gradient under ``"ref"``.
+    """
     L = max(horizons)
     actions = actions[:, :L]
     gen = torch.Generator(device=gm.device).manual_seed(seed)
     _, hist, checkpoints = global_rollout(gm, frames, prev, actions, gen, sampler_steps, record=True)
     ref = reference_gradient(gm, checkpoints, actions, eps, gen, sampler_steps, horizons)
+    if out is not None:
+        out["ref"] = ref
     extra = {}
     if eps_check:
         extra["fd(2eps)"] = reference_gradient(gm, checkpoints, actions, 2 * eps, gen, sampler_steps, horizons)
@@ -351,17 +356,19 @@ def main(argv=None) -> None:
     horizons = tuple(int(h) for h in args.horizons.split(","))
     w = held_out_starts(args.data, args.starts, sur.config.context, gm.context if gm else 1, max(horizons),
                         args.seed, args.val_fraction)
-    rows = []
+    rows, extra = [], {}
     if gm is not None:
         dev = gm.device
         rows += fidelity(gm, sur, w.frames.to(dev), w.prev.to(dev), w.actions.to(dev), horizons, args.eps, args.seed,
-                         args.sampler_steps or None, args.eps_check)
+                         args.sampler_steps or None, args.eps_check, out=extra)
     if args.truth:
         ref = truth_reference(w.episodes, w.starts, w.task, horizons, args.eps)
-        rows += surrogate_rows(sur, w.ctx, w.actions, ref, horizons, "truth")
+        g_fd = {"global-fd": extra["ref"]} if "ref" in extra else {}  # the global model's own gradient vs the truth
+        rows += surrogate_rows(sur, w.ctx, w.actions, ref, horizons, "truth", g_fd)
         contact = torch.from_numpy(w.contact)
         if contact.any():
-            rows += surrogate_rows(sur, w.ctx[contact], w.actions[contact], ref[contact], horizons, "truth, contact")
+            rows += surrogate_rows(sur, w.ctx[contact], w.actions[contact], ref[contact], horizons, "truth, contact",
+                                   {k: v[contact] for k, v in g_fd.items()})
     print(f"{args.starts} held-out starts ({int(w.contact.sum())} with agent-block contact in the window), "
           f"eps={args.eps}, {time.time() - t0:.0f} s\n")
     print_table(rows)
