@@ -66,7 +66,7 @@ class TrainSurrogateArgs:
     weight_decay: float = arg(1e-4, "AdamW weight decay")
     warmup_steps: int = arg(100, "linear learning-rate warm-up")
     grad_clip: float = arg(10.0, "gradient-norm clip")
-    consistency_coef: float = arg(5.0, "weight of the latent consistency loss")
+    consistency_coef: float = arg(1.0, "weight of the latent consistency loss")
     reward_coef: float = arg(1.0, "weight of the reward loss")
     success_coef: float = arg(0.1, "weight of the success BCE")
     state_coef: float = arg(1.0, "weight of the true-state read-out loss (anti-collapse)")
