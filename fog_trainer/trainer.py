@@ -158,7 +158,8 @@ class FoGTrainer:
         return self.obs_rms.normalize(z) if self.config.obs_norm else z
 
     def _reward_scale(self) -> torch.Tensor:
-        return self.ret_rms.std if self.config.reward_norm else torch.ones((), device=self.device)
+        # floored: before any return varies (a sparse reward, the first updates) the std is ~0
+        return self.ret_rms.std.clamp_min(1e-2) if self.config.reward_norm else torch.ones((), device=self.device)
 
     def _track(self, raw_rew: torch.Tensor, done: torch.Tensor) -> None:
         self._ep_ret += raw_rew
@@ -242,7 +243,7 @@ class FoGTrainer:
             if cfg.value_norm:
                 self.value_rms.update(targets)
                 for critic in (self.critic, self.target_critic):
-                    critic.set_stats(self.value_rms.mean, self.value_rms.std)
+                    critic.set_stats(self.value_rms.mean, self.value_rms.std.clamp_min(1e-2))
         z, y = self._norm(buf["z"]).reshape(H * N, d), targets.reshape(H * N)
         losses = []
         for _ in range(cfg.critic_iters):
