@@ -109,32 +109,20 @@ def section() -> str:
     else:
         out.append("not run yet")
 
-    fid = _load("fidelity.json")
-    out.append("\n### Global-model fidelity, open loop on held-out real episodes (`wm-gym eval-fidelity`)\n")
-    if fid:
-        out.append(_fidelity_table(fid))
-    else:
-        out.append("not run yet")
-
-    for name, title in (("jacobian_speed.json", "Surrogate Jacobians (`benchmarks/jacobian_speed.py`)"),
-                        ("gradient_fidelity.json", "Surrogate gradient fidelity (`benchmarks/gradient_fidelity.py`)"),
-                        ("collection.json", "Data collection (`benchmarks/collection.py`)")):
+    for name, title in (
+        ("fidelity/fidelity.md", "Global-model fidelity, open loop on held-out real episodes (`wm-gym eval-fidelity`)"),
+        ("gradient_fidelity.md", "Surrogate gradient fidelity (`benchmarks/gradient_fidelity.py`)"),
+        ("jacobian_speed.md", "Surrogate Jacobians (`benchmarks/jacobian_speed.py`)"),
+    ):
+        p = RESULTS / name
+        out.append(f"\n### {title}\n")
+        out.append(p.read_text().strip() if p.exists() else "not run yet")
+    for name, title in (("collection.json", "Data collection throughput (`benchmarks/collection.py`)"),
+                        ("dataset_stats.json", "The training collection (`benchmarks/collection.py --stats`)")):
         data = _load(name)
         out.append(f"\n### {title}\n")
         out.append("```json\n" + json.dumps(data, indent=1) + "\n```" if data else "not run yet")
     return "\n".join(out)
-
-
-def _fidelity_table(fid: dict) -> str:
-    rows = ["| horizon | model: agent px | T px | T angle deg | reward MAE | PSNR | copy-last: agent px | T px | T angle deg |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    model, base = fid.get("model", {}), fid.get("copy_last", {})
-    for h in sorted(model, key=lambda x: int(x)):
-        m, b = model[h], base.get(h, {})
-        rows.append(f"| {h} | {_f(m.get('agent_px'), 1)} | {_f(m.get('block_px'), 1)} | {_f(m.get('angle_deg'), 1)} | "
-                    f"{_f(m.get('reward_mae'), 3)} | {_f(m.get('psnr'), 1)} | {_f(b.get('agent_px'), 1)} | "
-                    f"{_f(b.get('block_px'), 1)} | {_f(b.get('angle_deg'), 1)} |")
-    return "\n".join(rows)
 
 
 def main() -> int:

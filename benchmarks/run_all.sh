@@ -1,18 +1,33 @@
 #!/usr/bin/env bash
-# Regenerate every number of the README's results section (CPU: about 2 hours; pass --device cuda where supported).
-# Each benchmark writes JSON into benchmarks/results/; then make_readme.py rebuilds the README section.
+# Regenerate every number of the README's results section, then the README section itself.
+#   DATA=data/pusht64 PROBE=runs/probe bash benchmarks/run_all.sh [STAGE ...]
+# Stages: machine collection speed gradients fidelity fog efficiency readme (default: all, in that order).
+# DATA is a collection made with `wm-gym collect` (the shipped model used --episodes 600 --seed 0);
+# PROBE a state probe made with `wm-gym train-probe --data $DATA --out $PROBE`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 R=benchmarks/results
+DATA=${DATA:-data/pusht64}
+PROBE=${PROBE:-runs/probe}
+CKPT=wm_gym/assets/pusht
 mkdir -p $R
-python -c "import json,os,platform; print(json.dumps({'description': f'{os.cpu_count()} CPU cores ({platform.machine()}), no GPU, torch threads 2'}))" > $R/machine.json
-python benchmarks/collection.py > $R/collection.json
-python benchmarks/env_speed.py > $R/env_speed.json
-python benchmarks/jacobian_speed.py --json > $R/jacobian_speed.json
-python benchmarks/gradient_cost.py --json-out $R/gradient_cost.json
-python benchmarks/gradient_fidelity.py --json-out $R/gradient_fidelity.json
-wm-gym eval-fidelity --model wm_gym/assets/pusht/global_model --probe runs/probe --data data/pusht64 --out $R/fidelity
-cp $R/fidelity/fidelity.json $R/fidelity.json
-python examples/fog_pusht.py --out runs/fog_example && cp runs/fog_example/summary.json $R/fog_example.json
-python benchmarks/sample_efficiency.py --quick
-python benchmarks/make_readme.py
+stages=${*:-machine collection speed gradients fidelity fog efficiency readme}
+for s in $stages; do
+  echo "== $s ($(date +%H:%M:%S))"
+  case $s in
+    machine) python -c "import json,os,platform,torch; print(json.dumps({'description': f'{os.cpu_count()} CPU cores ({platform.machine()}), no GPU, torch {torch.__version__}'}))" > $R/machine.json ;;
+    collection) python benchmarks/collection.py > $R/collection.json
+                python benchmarks/collection.py --stats "$DATA" > $R/dataset_stats.json ;;
+    speed) python benchmarks/env_speed.py > $R/env_speed.json
+           python benchmarks/jacobian_speed.py > $R/jacobian_speed.md ;;
+    gradients) python benchmarks/gradient_cost.py --json-out $R/gradient_cost.json
+               python benchmarks/gradient_fidelity.py --global-model $CKPT/global_model --surrogate $CKPT/surrogate \
+                 --data "$DATA" --json $R/gradient_fidelity.json > $R/gradient_fidelity.md ;;
+    fidelity) wm-gym eval-fidelity --model $CKPT --probe "$PROBE" --data "$DATA" --out $R/fidelity --progress false ;;
+    fog) python examples/fog_pusht.py --out runs/fog_example && cp runs/fog_example/summary.json $R/fog_example.json
+         cp runs/fog_example/learning_curve.png $R/fog_learning_curve.png ;;
+    efficiency) python benchmarks/sample_efficiency.py --quick ;;
+    readme) python benchmarks/make_readme.py ;;
+    *) echo "unknown stage $s"; exit 2 ;;
+  esac
+done
