@@ -64,7 +64,8 @@ class TrainGlobalArgs:
     patch: int = field(default=4, metadata={"help": "space-to-depth factor"})
     change_weight: float = field(default=10.0, metadata={"help": "extra loss weight on changing pixels"})
     context_noise_max: float = field(default=0.05, metadata={"help": "max std of the context noise augmentation"})
-    sampler_steps: int = field(default=3, metadata={"help": "default Euler steps of the saved model"})
+    sampler_steps: int = field(default=1, metadata={
+        "help": "default Euler steps of the saved model (1 beat 3 on held-out rollouts, see the README/report)"})
     reward_steps: int = field(default=6000, metadata={"help": "steps during which the reward model trains"})
     reward_lr: float = field(default=1e-3, metadata={"help": "reward model learning rate"})
     success_pos_weight: float = field(default=5.0, metadata={"help": "positive weight of the success BCE"})
@@ -352,8 +353,9 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
 
     def validate() -> dict[str, float]:
         logs = open_loop_eval(ema_model, val_set.episodes, starts, args.sampler_steps, args.seed)
-        logs.update({k + "_1step": v for k, v in open_loop_eval(ema_model, val_set.episodes, starts, 1, args.seed,
-                                                              horizons=(1, 4)).items() if "copy" not in k})
+        alt = 3 if args.sampler_steps == 1 else 1  # the other sampler setting, for comparison
+        logs.update({f"{k}_{alt}step": v for k, v in open_loop_eval(ema_model, val_set.episodes, starts, alt,
+                                                                  args.seed, horizons=(1, 4)).items() if "copy" not in k})
         logs.update(reward_eval(ema_rm, *real_val, device, "reward_real_"))
         if goal_val is not None:
             logs.update(reward_eval(ema_rm, goal_val["frames"], goal_val["rew"], goal_val["success"], device,
