@@ -354,8 +354,8 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
     def validate() -> dict[str, float]:
         logs = open_loop_eval(ema_model, val_set.episodes, starts, args.sampler_steps, args.seed)
         alt = 3 if args.sampler_steps == 1 else 1  # the other sampler setting, for comparison
-        logs.update({f"{k}_{alt}step": v for k, v in open_loop_eval(ema_model, val_set.episodes, starts, alt,
-                                                                  args.seed, horizons=(1, 4)).items() if "copy" not in k})
+        alt_logs = open_loop_eval(ema_model, val_set.episodes, starts, alt, args.seed, horizons=(1, 4))
+        logs.update({f"{k}_{alt}step": v for k, v in alt_logs.items() if "copy" not in k})
         logs.update(reward_eval(ema_rm, *real_val, device, "reward_real_"))
         if goal_val is not None:
             logs.update(reward_eval(ema_rm, goal_val["frames"], goal_val["rew"], goal_val["success"], device,
