@@ -7,9 +7,16 @@
     venv = gym.make_vec("WM-PushT-v0", num_envs=64)    # one batched denoiser call per step
 """
 
-from gymnasium.envs.registration import register, registry
+import os
 
-from .pusht import PUSHT, TaskSpec
+# With OpenMP's default busy-waiting, 2 torch threads on a loaded 2-core machine ran one training step
+# 90x slower (measured); passive waiting costs nothing when the cores are free. Only effective when
+# wm_gym is imported before torch; export OMP_WAIT_POLICY=PASSIVE yourself otherwise.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from gymnasium.envs.registration import register, registry  # noqa: E402
+
+from .pusht import PUSHT, TaskSpec  # noqa: E402
 
 __version__ = "0.1.0"
 
