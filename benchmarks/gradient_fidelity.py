@@ -24,6 +24,10 @@ for every reward label. Actions are normalised to [-1, 1].
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch; see wm_gym/__init__.py
+
 import argparse
 import json
 import time

@@ -16,6 +16,10 @@ number). Usage::
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch; see wm_gym/__init__.py
+
 import argparse
 import statistics
 import time

@@ -15,6 +15,10 @@ Headline: ``ratio = PPO env steps to reach its best ep_rew_mean / FoG env steps 
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch; see wm_gym/__init__.py
+
 import argparse
 import csv
 import json

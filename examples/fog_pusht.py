@@ -10,6 +10,10 @@ Writes to --out: ``policy/`` (FoGPolicy.save), ``learning_curve.png``, ``episode
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch; see wm_gym/__init__.py
+
 import argparse
 import json
 import sys
