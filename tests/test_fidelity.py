@@ -140,7 +140,8 @@ def test_evaluate_fidelity_tiny_model(tiny_dataset, tmp_path):
     for method in METHODS:
         for h in HORIZONS:
             row = res[method][str(h)]
-            want = FRAME_METRICS | REWARD_METRICS if method != "probe_floor" else FRAME_METRICS - {"psnr", "mse"}
+            predicts_frames = method in ("model", "copy_last")
+            want = FRAME_METRICS | REWARD_METRICS if predicts_frames else FRAME_METRICS - {"psnr", "mse"}
             assert set(row) == want, (method, h, set(row) ^ want)
             assert row["n"] == 3
             assert all(np.isfinite(v) for k, v in row.items() if "moving" not in k), (method, h, row)

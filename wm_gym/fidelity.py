@@ -20,8 +20,11 @@ metric                 meaning
 =====================  ==========================================================================
 
 Rows: ``model`` (the global model), ``copy_last`` (the bar to beat: it predicts x_{t0} for every
-future frame and the last observed reward label for every future reward) and ``probe_floor`` (the
-probe on the real x_{t0+h} against the true state: the floor of the probe-based metrics). ``h = 0``
+future frame and the last observed reward label for every future reward), ``mean_state`` (the
+average state of the evaluated episodes, a constant: the error of knowing nothing -- a model whose
+frames dissolve into a smudge that the probe reads as "somewhere central" scores near it) and
+``probe_floor`` (the probe on the real x_{t0+h} against the true state: the floor of the probe-based
+metrics). ``h = 0``
 is allowed as a sanity horizon: both methods return the real last context frame there.
 
     wm-gym train-probe   --data data/pusht64 --out runs/probe
@@ -48,7 +51,7 @@ from .models.state_probe import StateProbe, angle_error_deg, state_errors
 from .pusht import GOAL_POSE, TaskSpec, coverage_reward
 
 PSNR_CAP = 100.0
-METHODS = ("model", "copy_last", "probe_floor")
+METHODS = ("model", "copy_last", "mean_state", "probe_floor")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -221,8 +224,9 @@ def evaluate_fidelity(global_model, probe: StateProbe, data_root: str | Path, ho
         video_path: if given, write an mp4 of the first ``video_rollouts`` rollouts, truth | model.
 
     Returns:
-        ``{"horizons", "model", "copy_last", "probe_floor", "settings"}``; each of the three rows maps
-        ``str(h)`` to ``{metric: mean over rollouts, "n": count}``. JSON-serialisable.
+        ``{"horizons", "model", "copy_last", "mean_state", "probe_floor", "settings"}`` (no ``"model"``
+        when ``global_model`` is None); each row maps ``str(h)`` to ``{metric: mean over rollouts, "n":
+        count, ...}``. JSON-serialisable once NaN (an empty ``*_moving`` subset) is mapped to null.
     """
     horizons = sorted({int(h) for h in horizons})
     if not horizons or horizons[0] < 0:
@@ -257,6 +261,9 @@ def evaluate_fidelity(global_model, probe: StateProbe, data_root: str | Path, ho
         t = np.clip(starts.t0 + h - 1, 0, ep_len - 1)
         return np.array([eps[e]["reward_" + r][ti] for e, ti in zip(starts.episode, t)], np.float64)
 
+    all_states = np.concatenate([ep["states"] for ep in eps]).astype(np.float64)
+    mean_state = np.concatenate([all_states[:, :4].mean(0), [np.arctan2(np.sin(all_states[:, 4]).mean(),
+                                                                         np.cos(all_states[:, 4]).mean())]])
     copy_frame = frames_to_tensor(truth(0, "frames"))
     state0 = truth(0, "states")
     copy_rew = {r: label(0, r) for r in task.reward_types}  # label of the step into x_{t0}
@@ -291,6 +298,10 @@ def evaluate_fidelity(global_model, probe: StateProbe, data_root: str | Path, ho
                         guess = rolled["rew"][h][:, j].double().numpy()
                     m["rew_mae_" + r] = np.abs(guess - true_r)
             result[name][str(h)] = _summary(m, mask, moving)
+        m = state_errors(np.broadcast_to(mean_state, state.shape), state)
+        if cov_rew is not None:
+            m["coverage_frame_err"] = np.abs(coverage_reward(pusht_coverage(mean_state[None, 2:5])) - cov_rew)
+        result["mean_state"][str(h)] = _summary(m, mask, moving)
     result["settings"] = {
         "data": str(data_root), "split": split, "episodes": len(eps), "rollouts": N,
         "starts_per_episode": starts_per_episode, "seed": seed, "num_steps": num_steps,
