@@ -161,7 +161,8 @@ class WorldModelSimulator:
         self.K, self.H = K, H
         self.obs_ctx = torch.zeros(num_envs, K, 3, H, H, device=self.device)
         self.past_act = torch.zeros(num_envs, K - 1, task.action_dim, device=self.device)
-        self.latent = torch.zeros(num_envs, world_model.latent_dim, device=self.device)
+        self._latent = torch.zeros(num_envs, world_model.latent_dim, device=self.device)
+        self._latent_valid = False  # the latent is encoded lazily: pixel-only users never pay for it
         self.t = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self.last_action = np.full((num_envs, task.action_dim), np.nan, dtype=np.float32)
         self.generators = [torch.Generator(device=self.device) for _ in range(num_envs)]
@@ -207,7 +208,7 @@ class WorldModelSimulator:
         self.past_act[idx] = 0.0
         self.t[idx] = 0
         self.last_action[idx] = np.nan
-        self.latent[idx] = self.wm.surrogate.encode(self.obs_ctx[idx])
+        self._latent_valid = False
 
     # -- step ------------------------------------------------------------------------------------
     def check_action(self, action) -> torch.Tensor:
@@ -231,8 +232,20 @@ class WorldModelSimulator:
         return self.wm.global_model.step(self.obs_ctx, act, noise=self.draw_noise(),
                                          num_steps=self.num_sampling_steps)
 
-    def step(self, action, with_jacobians: bool = False) -> TensorStep:
-        """Advance all envs by one step with env-unit ``action`` (N, m); finished envs reset in place."""
+    @property
+    def latent(self) -> torch.Tensor:
+        """Surrogate latents z_t (N, d) of the current contexts (encoded on first use after a change)."""
+        if not self._latent_valid:
+            with torch.no_grad():
+                self._latent = self.wm.surrogate.encode(self.obs_ctx)
+            self._latent_valid = True
+        return self._latent
+
+    def step(self, action, with_jacobians: bool = False, need_latent: bool = True) -> TensorStep:
+        """Advance all envs by one step with env-unit ``action`` (N, m); finished envs reset in place.
+
+        With ``need_latent=False`` the latents are not encoded (``latent`` / ``final_latent`` are None).
+        """
         a = self.check_action(action)
         a_norm = self.task.normalize_action(a)
         self.last_action = a.cpu().numpy()
@@ -244,17 +257,17 @@ class WorldModelSimulator:
         with torch.no_grad():
             self.obs_ctx = torch.cat([self.obs_ctx[:, 1:], out.next_obs[:, None]], dim=1)
             self.past_act = torch.cat([self.past_act[:, 1:], a_norm[:, None]], dim=1)
-            self.latent = self.wm.surrogate.encode(self.obs_ctx)
+            self._latent_valid = False
         self.t += 1
         terminated = out.success.bool()
         truncated = (self.t >= self.max_episode_steps) & ~terminated
-        final_latent = self.latent.clone()
+        final_latent = self.latent.clone() if need_latent else None
         done = torch.nonzero(terminated | truncated).flatten().tolist()
         self.reset_envs(done)
         rew = out.rew[:, self.reward_index]
         cov_index = self.task.reward_types.index("coverage") if "coverage" in self.task.reward_types else 0
         return TensorStep(
-            obs=None, latent=self.latent, reward=rew, terminated=terminated, truncated=truncated,
+            obs=None, latent=self.latent if need_latent else None, reward=rew, terminated=terminated, truncated=truncated,
             final_latent=final_latent, final_frame=out.next_obs, coverage=out.rew[:, cov_index],
             success_prob=out.success_prob, lin=lin,
         )

@@ -97,7 +97,7 @@ class WMPushTVectorEnv(VectorEnv):
             raise ValueError("pass one int seed (env i gets seed + i), not a list")
         start = (options or {}).get("start_frames")
         self.reset_tensor(seed, start)
-        return self._obs(self.sim.frames(), self.sim.latent), {}
+        return self._obs(self.sim.frames(), self.sim.latent if self.obs_type == "latent" else None), {}
 
     # -- step --------------------------------------------------------------------------------------
     def step_tensor(self, action: torch.Tensor) -> TensorStep:
@@ -114,8 +114,9 @@ class WMPushTVectorEnv(VectorEnv):
         a = np.asarray(actions)
         if a.shape != self.action_space.shape:
             raise ValueError(f"actions must have shape {self.action_space.shape} (num_envs, 2), got {a.shape}")
-        out = self.sim.step(a)
-        obs = self._obs(self.sim.frames(), self.sim.latent)
+        need_latent = self.obs_type == "latent"
+        out = self.sim.step(a, need_latent=need_latent)
+        obs = self._obs(self.sim.frames(), self.sim.latent if need_latent else None)
         term = out.terminated.cpu().numpy()
         trunc = out.truncated.cpu().numpy()
         info: dict[str, Any] = {

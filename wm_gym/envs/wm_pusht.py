@@ -168,7 +168,7 @@ class WMPushTEnv(gym.Env):
             raise ValueError(f"action must have shape {self.action_space.shape}, got {a.shape}")
         if not np.issubdtype(a.dtype, np.number):
             raise ValueError(f"action must be numeric, got dtype {a.dtype}")
-        out = self.sim.step(a[None])
+        out = self.sim.step(a[None], need_latent=self.obs_type == "latent")
         self._frame = tensor_to_frames(out.final_frame[0])
         terminated = bool(out.terminated[0])
         obs = self._frame if self.obs_type == "pixels" else out.final_latent[0].cpu().numpy().astype(np.float32)
