@@ -60,6 +60,9 @@ def section() -> str:
             ratio = r["ratio"] if isinstance(r["ratio"], str) else f"{r['ratio']:.1f}x"
             out.append(f"\nHeadline ({algo}): PPO reaches its best ep_rew_mean {_f(r['ppo_best'])} after "
                        f"{_f(r['ppo_steps'], 0)} steps, FoG after {_f(r['fog_steps'], 0)}: **{ratio}**.")
+        out.append("\nCaveat: the dense reward is negative every step, so episodes that the world model ends early "
+                   "(a spurious predicted success) have *higher* returns; the first FoG episodes are such cases "
+                   "(see the curve), which flatters FoG's best return and this ratio.")
         out.append("\n![learning curves](benchmarks/results/sample_efficiency_quick/curves.png)")
     else:
         out.append("not run yet")
@@ -70,10 +73,14 @@ def section() -> str:
         out.append("| policy | GT seeds | mean max coverage | mean final coverage | success rate |")
         out.append("|---|---|---|---|---|")
         for name, r in fog.get("ground_truth", {}).items():
-            out.append(f"| {name} | {r.get('episodes', 'n/a')} | {_f(r.get('mean_max_coverage'), 3)} | "
+            out.append(f"| {name} | {len(r.get('seeds', [])) or 'n/a'} | {_f(r.get('mean_max_coverage'), 3)} | "
                        f"{_f(r.get('mean_final_coverage'), 3)} | {_f(r.get('success_rate'), 2)} |")
         if "world_model" in fog:
-            out.append(f"\nWorld-model return: {json.dumps(fog['world_model'])}")
+            wm = fog["world_model"]
+            out.append(f"\nTrained {fog['env_steps']:,} world-model env steps in {fog['train_seconds']:.0f} s; time per "
+                       f"phase (s): {json.dumps(fog.get('timings_s'))}. World-model ep_rew_mean (last 100 episodes) "
+                       f"{_f(wm.get('ep_rew_mean'))}, deterministic mean reward per step {_f(wm.get('mean_reward'), 3)}.")
+            out.append("\n![FoG learning curve](benchmarks/results/fog_learning_curve.png)")
     else:
         out.append("not run yet")
 

@@ -16,12 +16,12 @@ for s in $stages; do
   echo "== $s ($(date +%H:%M:%S))"
   case $s in
     machine) python -c "import json,os,platform,torch; print(json.dumps({'description': f'{os.cpu_count()} CPU cores ({platform.machine()}), no GPU, torch {torch.__version__}'}))" > $R/machine.json ;;
-    collection) python benchmarks/collection.py > $R/collection.json
+    collection) python benchmarks/collection.py --episodes 20 > $R/collection.json
                 python benchmarks/collection.py --stats "$DATA" > $R/dataset_stats.json ;;
     speed) python benchmarks/env_speed.py > $R/env_speed.json
-           python benchmarks/jacobian_speed.py > $R/jacobian_speed.md ;;
+           python benchmarks/jacobian_speed.py --repeats 10 > $R/jacobian_speed.md ;;
     gradients) python benchmarks/gradient_cost.py --json-out $R/gradient_cost.json
-               python benchmarks/gradient_fidelity.py --global-model $CKPT/global_model --surrogate $CKPT/surrogate \
+               python benchmarks/gradient_fidelity.py --global-model $CKPT/global_model --surrogate $CKPT/surrogate --truth \
                  --data "$DATA" --json $R/gradient_fidelity.json > $R/gradient_fidelity.md ;;
     fidelity) wm-gym eval-fidelity --model $CKPT --probe "$PROBE" --data "$DATA" --out $R/fidelity --progress false ;;
     fog) python examples/fog_pusht.py --out runs/fog_example && cp runs/fog_example/summary.json $R/fog_example.json
