@@ -28,7 +28,6 @@ import json
 import math
 import os
 import random
-import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .io import atomic_save_pretrained, atomic_torch_save
 from .data import DatasetError, TransitionDataset, context_indices, frames_to_tensor
 from .models.denoiser import Denoiser
 from .models.global_model import GlobalModel
@@ -264,22 +264,9 @@ def real_reward_frames(episodes: list[dict], task: TaskSpec, n: int, seed: int):
 # ---------------------------------------------------------------------------------------------------
 # checkpoints
 # ---------------------------------------------------------------------------------------------------
-def atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def export_model(model: GlobalModel, out: Path) -> None:
     """Write OUT/global_model atomically (build in a temp dir, then swap)."""
-    tmp, final, old = out / "global_model.tmp", out / "global_model", out / "global_model.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    atomic_save_pretrained(model, out / "global_model")
 
 
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:

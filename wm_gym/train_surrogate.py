@@ -32,7 +32,6 @@ import dataclasses
 import json
 import os
 import random
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .io import atomic_save_pretrained, atomic_torch_save
 from .cliargs import add_dataclass_arguments, arg
 from .data import load_split
 from .models.surrogate import Surrogate
@@ -312,22 +312,9 @@ def validate(model: Surrogate, batch: dict[str, torch.Tensor], args: TrainSurrog
 # ---------------------------------------------------------------------------------------------------
 # checkpoints
 # ---------------------------------------------------------------------------------------------------
-def atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def export_surrogate(model: Surrogate, out: Path) -> None:
     """Write OUT/surrogate atomically (save into a temp dir, then swap directories)."""
-    tmp, final, old = out / "surrogate.tmp", out / "surrogate", out / "surrogate.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    atomic_save_pretrained(model, out / "surrogate")
 
 
 def seed_everything(seed: int) -> None:
