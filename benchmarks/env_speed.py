@@ -79,7 +79,7 @@ def main() -> None:
     res["gym_pusht_pixels_64"] = gym_pusht_rate("pixels", 20 if args.smoke else 1000)
 
     wm = WorldModel.load(args.checkpoint)
-    K, H, R = wm.context, wm.task.image_size, 2
+    K, H = wm.context, wm.task.image_size
     for n in ([2] if args.smoke else [1, 8, 64]):
         obs = torch.rand(n, K, 3, H, H) * 2 - 1
         act = torch.rand(n, K, 2) * 2 - 1
