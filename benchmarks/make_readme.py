@@ -84,6 +84,17 @@ def section() -> str:
     else:
         out.append("not run yet")
 
+    gt50 = _load("fog_ground_truth_50.json")
+    if gt50:
+        out.append(f"\nThe same FoG policy over {gt50['settings']['seeds']} ground-truth seeds "
+                   "(`benchmarks/ground_truth_eval.py`):\n")
+        out.append("| policy | mean max coverage | mean final coverage | success rate |")
+        out.append("|---|---|---|---|")
+        for name, r in gt50.items():
+            if name != "settings":
+                out.append(f"| {name} | {_f(r['mean_max_coverage'], 3)} | {_f(r['mean_final_coverage'], 3)} | "
+                           f"{_f(r['success_rate'], 2)} |")
+
     gc = _load("gradient_cost.json")
     out.append("\n### Cost of one policy gradient (`benchmarks/gradient_cost.py`)\n")
     if gc:

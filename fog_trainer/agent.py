@@ -250,7 +250,10 @@ class FoGPolicy(nn.Module):
         meta = json.loads((path / "policy.json").read_text())
         if meta.get("format") != POLICY_FORMAT:
             raise ValueError(f"{path}: policy format {meta.get('format')} is not the supported {POLICY_FORMAT}")
-        surrogate = _import_class(meta["surrogate_class"]).from_pretrained(path / "surrogate")
+        from wm_gym.envs.core import quiet_diffusers
+
+        with quiet_diffusers():
+            surrogate = _import_class(meta["surrogate_class"]).from_pretrained(path / "surrogate")
         actor = Actor(meta["latent_dim"], meta["action_low"], meta["action_high"], hidden=meta["actor_hidden"])
         policy = cls(surrogate, actor, RunningMeanStd((meta["latent_dim"],)), meta["context"], meta["obs_norm"])
         missing, unexpected = policy.load_state_dict(load_file(str(path / "actor.safetensors")), strict=False)
