@@ -28,6 +28,8 @@ from typing import Any, Callable, Protocol
 import numpy as np
 import torch
 
+from wm_gym.io import atomic_torch_save
+
 from .agent import Actor, Critic, FoGPolicy, RunningMeanStd
 from .config import FoGConfig
 from .fog import LinearizationLike, fog_step
@@ -403,9 +405,7 @@ class FoGTrainer:
         """Write the full training state atomically (temp file, then rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self._state(), tmp)
-        os.replace(tmp, path)
+        atomic_torch_save(self._state(), path)
         return path
 
     def load_checkpoint(self, path: str | os.PathLike) -> "FoGTrainer":

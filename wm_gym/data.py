@@ -14,10 +14,9 @@ that is interrupted and re-run resumes where it stopped and gives the same data.
 
 from __future__ import annotations
 
+import collections
 import json
 import multiprocessing as mp
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .io import atomic_save_npz, atomic_write_text
 from .pusht import PUSHT, TaskSpec
 
 FORMAT_VERSION = 1
@@ -48,30 +48,6 @@ class DatasetError(ValueError):
 # ---------------------------------------------------------------------------------------------------
 def episode_path(root: Path, index: int) -> Path:
     return Path(root) / f"episode_{index:06d}.npz"
-
-
-def atomic_save_npz(path: Path, **arrays) -> None:
-    """Write ``arrays`` to ``path`` so that a reader never sees a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def load_episode(path: Path) -> dict[str, np.ndarray]:
@@ -284,6 +260,24 @@ def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
 def context_indices(t: int, context: int) -> np.ndarray:
     """Frame indices t-K+1..t, clamped at 0 (the first frame is repeated at the start of an episode)."""
     return np.clip(np.arange(t - context + 1, t + 1), 0, None)
+
+
+class FrameHistory:
+    """The last K frames of an episode for a policy that acts on frames (the first frame is repeated
+    before the episode start, as in :func:`context_indices`)."""
+
+    def __init__(self, context: int):
+        self.context = context
+        self.reset()
+
+    def reset(self) -> None:
+        self._frames: collections.deque = collections.deque(maxlen=self.context)
+
+    def push(self, frame: np.ndarray) -> np.ndarray:
+        """Add the newest uint8 (H, W, 3) frame; return the context (K, H, W, 3), oldest first."""
+        frame = np.asarray(frame)
+        self._frames.extend([frame] * (self.context if not self._frames else 1))
+        return np.stack(self._frames)
 
 
 class TransitionDataset(torch.utils.data.Dataset):

@@ -8,8 +8,6 @@ stores a bank of real initial frames (first frames of the dataset's episodes: gy
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +23,7 @@ def _save_fp16(model, path: Path) -> None:
 def export_checkpoint(global_model_dir: str | Path, surrogate_dir: str | Path, data: str | Path,
                       out: str | Path, num_start_frames: int = 256, metrics: dict | None = None,
                       commands: list[str] | None = None, fp16: bool = True) -> Path:
-    """Write a complete world-model checkpoint to ``out`` (atomically: built beside it, then renamed)."""
+    """Write a complete world-model checkpoint to ``out`` (atomically: built beside it, then swapped in)."""
     from .envs.core import quiet_diffusers
 
     out = Path(out)
@@ -35,6 +33,7 @@ def export_checkpoint(global_model_dir: str | Path, surrogate_dir: str | Path, d
 
 def _export(global_model_dir, surrogate_dir, data, out, num_start_frames, metrics, commands, fp16) -> Path:
     from .data import list_episodes, load_episode, read_meta
+    from .io import atomic_dir
     from .models.global_model import GlobalModel
     from .models.surrogate import Surrogate
 
@@ -47,9 +46,7 @@ def _export(global_model_dir, surrogate_dir, data, out, num_start_frames, metric
     step = max(1, len(paths) // num_start_frames)
     frames = np.stack([load_episode(p)["frames"][0] for p in paths[::step][:num_start_frames]])
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}_"))
-    try:
+    with atomic_dir(out) as tmp:
         if fp16:
             gm.denoiser.to(torch.float16); gm.reward_model.to(torch.float16)
         gm.save_pretrained(tmp / "global_model")
@@ -62,16 +59,6 @@ def _export(global_model_dir, surrogate_dir, data, out, num_start_frames, metric
         lines = ["# World-model checkpoint", "", "Made by these commands (run from the repository root):", "",
                  "```bash", *(commands or []), "```", "", "Numbers measured on it: `metrics.json`."]
         (tmp / "README.md").write_text("\n".join(lines) + "\n")
-        if out.exists():
-            old = out.with_name(out.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

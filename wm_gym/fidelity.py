@@ -411,7 +411,7 @@ def _strict_json(x):
 
 def run_eval_fidelity(args: FidelityArgs) -> dict[str, Any]:
     """Load the model and the probe, evaluate, write ``fidelity.json`` / ``fidelity.md`` / ``rollouts.mp4``."""
-    from .data import atomic_write_text
+    from .io import atomic_write_text
 
     for name in ("probe", "data", "out"):
         if not getattr(args, name):

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import random
 import sys
 import time
@@ -40,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .io import atomic_save_pretrained, atomic_torch_save
+from .io import atomic_save_pretrained, atomic_torch_save, atomic_write_text
 from .cliargs import add_dataclass_arguments, arg
 from .data import load_split
 from .models.surrogate import Surrogate
@@ -404,8 +403,7 @@ def train(args: TrainSurrogateArgs, global_model=None) -> dict[str, float]:
         logs = validate(model, val_batch, args)
         for k, v in logs.items():
             writer.add_scalar(f"val/{k}", v, step)
-        (out / "metrics.json.tmp").write_text(json.dumps({"step": step, "samples": samples, **logs}, indent=2))
-        os.replace(out / "metrics.json.tmp", out / "metrics.json")
+        atomic_write_text(out / "metrics.json", json.dumps({"step": step, "samples": samples, **logs}, indent=2))
         return logs
 
     # 3. loop
