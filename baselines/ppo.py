@@ -123,21 +123,20 @@ def train_ppo(args: PPOArgs):
 class PPOFramePolicy:
     """Runs a trained PPO model on raw frames, e.g. in the ground-truth gym-pusht.
 
-    For ``obs_type="latent"`` it keeps the last K frames and actions (first frame repeated, zero actions
-    at the start; see docs/CONTRACTS.md) and encodes them with the world model's surrogate.
+    For ``obs_type="latent"`` it keeps the last K frames (first frame repeated at the start; see
+    docs/CONTRACTS.md) and encodes them with the world model's surrogate.
     """
 
     def __init__(self, model, obs_type: str, checkpoint=None, device: str = "cpu", deterministic: bool = True):
+        from wm_gym.data import FrameHistory
         from wm_gym.envs.core import WorldModel
 
         self.model, self.obs_type, self.deterministic = model, obs_type, deterministic
         self.wm = WorldModel.load(checkpoint, device)
-        task = self.wm.task
-        self._low, self._high = task.action_low, task.action_high
-        self.reset()
+        self.history = FrameHistory(self.wm.context)
 
     def reset(self) -> None:
-        self.frames: list[np.ndarray] = []
+        self.history.reset()
 
     def act(self, frame: np.ndarray) -> np.ndarray:
         import torch
@@ -147,11 +146,8 @@ class PPOFramePolicy:
         if self.obs_type == "pixels":
             obs = frame
         else:
-            K = self.wm.context
-            self.frames = (self.frames + [frame])[-K:]
-            f = self.frames if len(self.frames) == K else [self.frames[0]] * (K - len(self.frames)) + self.frames
             with torch.no_grad():
-                x = frames_to_tensor(np.stack(f))[None].to(self.wm.device)
+                x = frames_to_tensor(self.history.push(frame))[None].to(self.wm.device)
                 obs = self.wm.surrogate.encode(x)[0].cpu().numpy()
         a, _ = self.model.predict(obs, deterministic=self.deterministic)
-        return self._low + (np.clip(a, -1, 1) + 1) * 0.5 * (self._high - self._low)
+        return self.wm.task.unnormalize_action(np.clip(a, -1, 1))

@@ -13,12 +13,10 @@
 
 from __future__ import annotations
 
-import collections
 import importlib
 import json
 import math
 import os
-import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -26,6 +24,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from wm_gym.data import FrameHistory, frames_to_tensor
+from wm_gym.io import atomic_dir
 
 POLICY_FORMAT = 1
 
@@ -189,19 +190,17 @@ class FoGPolicy(nn.Module):
         if obs.dtype != torch.uint8 or obs.ndim != 5 or obs.shape[1] != self.context or obs.shape[-1] != 3:
             raise ValueError(f"frames must be uint8 ({self.context}, H, W, 3) or (B, {self.context}, H, W, 3), "
                              f"got {obs.dtype} {tuple(obs.shape)}")
-        z = self.surrogate.encode(obs.movedim(-1, -3).float().div(127.5).sub(1.0))
+        z = self.surrogate.encode(frames_to_tensor(obs))
         action = self.latent_action(z, deterministic).cpu().numpy()
         return action[0] if single else action
 
     def reset(self) -> None:
         """Forget the context (call at every episode start)."""
-        self._frames: collections.deque = collections.deque(maxlen=self.context)
+        self._history = FrameHistory(self.context)
 
     def act(self, frame: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Action (m,) for the newest frame uint8 (H, W, 3); the first frame of an episode is repeated K times."""
-        frame = np.asarray(frame)
-        self._frames.extend([frame] * (self.context if not self._frames else 1))
-        return self.predict(np.stack(self._frames), deterministic)
+        return self.predict(self._history.push(frame), deterministic)
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
@@ -214,29 +213,22 @@ class FoGPolicy(nn.Module):
                 "use a diffusers ModelMixin + ConfigMixin model like wm_gym's Surrogate"
             )
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        self.surrogate.save_pretrained(tmp / "surrogate")
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("surrogate.")}
-        save_file(state, str(tmp / "actor.safetensors"))
-        meta = {
-            "format": POLICY_FORMAT,
-            "surrogate_class": _class_path(self.surrogate),
-            "context": self.context,
-            "obs_norm": self.obs_norm,
-            "latent_dim": self.actor.net[0].in_features,
-            "actor_hidden": [m.out_features for m in self.actor.net[:-1] if isinstance(m, nn.Linear)],
-            "action_low": self.actor.low.tolist(),
-            "action_high": self.actor.high.tolist(),
-        }
-        (tmp / "policy.json").write_text(json.dumps(meta, indent=2))
-        old = path.with_name(path.name + ".old")
-        if path.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
+        with atomic_dir(path) as tmp:
+            self.surrogate.save_pretrained(tmp / "surrogate")
+            state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
+                     if not k.startswith("surrogate.")}
+            save_file(state, str(tmp / "actor.safetensors"))
+            meta = {
+                "format": POLICY_FORMAT,
+                "surrogate_class": _class_path(self.surrogate),
+                "context": self.context,
+                "obs_norm": self.obs_norm,
+                "latent_dim": self.actor.net[0].in_features,
+                "actor_hidden": [m.out_features for m in self.actor.net[:-1] if isinstance(m, nn.Linear)],
+                "action_low": self.actor.low.tolist(),
+                "action_high": self.actor.high.tolist(),
+            }
+            (tmp / "policy.json").write_text(json.dumps(meta, indent=2))
         return path
 
     @classmethod

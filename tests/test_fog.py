@@ -21,6 +21,7 @@ from diffusers.models.modeling_utils import ModelMixin
 
 import fog_trainer.trainer as trainer_module
 from fog_trainer import FoGConfig, FoGPolicy, FoGTrainer, fog_step, swap_step, td_lambda_targets
+from wm_gym.models.surrogate import Linearization
 
 LOW, HIGH = 0.0, 512.0
 
@@ -29,18 +30,6 @@ LOW, HIGH = 0.0, 512.0
 # fixtures: a tiny differentiable world model and an env with the torch fast path
 # ---------------------------------------------------------------------------------------------------
 @dataclasses.dataclass
-class Lin:
-    z: torch.Tensor
-    a: torch.Tensor
-    next_z: torch.Tensor
-    reward: torch.Tensor
-    dfdz: torch.Tensor
-    dfda: torch.Tensor
-    drdz: torch.Tensor
-    drda: torch.Tensor
-
-
-@dataclasses.dataclass
 class TensorStep:
     obs: torch.Tensor
     latent: torch.Tensor
@@ -48,7 +37,7 @@ class TensorStep:
     terminated: torch.Tensor
     truncated: torch.Tensor
     final_latent: torch.Tensor
-    lin: Lin
+    lin: Linearization
 
 
 class ToySurrogate(ModelMixin, ConfigMixin):
@@ -77,12 +66,12 @@ class ToySurrogate(ModelMixin, ConfigMixin):
     def step(self, z, a):
         return self.next(z, a), self.reward(z, a)
 
-    def jacobians(self, z, a) -> Lin:
+    def jacobians(self, z, a) -> Linearization:
         jac = torch.func.vmap(torch.func.jacrev(lambda z1, a1: self.step(z1[None], a1[None]), argnums=(0, 1)))
         (dfdz, dfda), (drdz, drda) = jac(z, a)
         with torch.no_grad():
             next_z, reward = self.step(z, a)
-        return Lin(z, a, next_z, reward, dfdz[:, 0], dfda[:, 0], drdz[:, 0], drda[:, 0])
+        return Linearization(z, a, next_z, reward, dfdz[:, 0], dfda[:, 0], drdz[:, 0], drda[:, 0])
 
 
 class ToyVecEnv:

@@ -8,6 +8,7 @@ import dataclasses, math
 import numpy as np, torch, torch.nn as nn
 import gymnasium as gym
 from gym_pusht.envs.pusht import PushTEnv
+from wm_gym.models.surrogate import Linearization as Lin
 from wm_gym.pusht import dense_reward, GOAL_POSE
 
 D = 11
@@ -39,10 +40,6 @@ class Dyn(nn.Module):
         nz = self(z, a_env / 256 - 1)
         return nz, dense_torch(nz)
 
-@dataclasses.dataclass
-class Lin:
-    z: torch.Tensor; a: torch.Tensor; next_z: torch.Tensor; reward: torch.Tensor
-    dfdz: torch.Tensor; dfda: torch.Tensor; drdz: torch.Tensor; drda: torch.Tensor
 
 @dataclasses.dataclass
 class Step:

@@ -18,7 +18,7 @@ import torch
 
 from ..data import frames_to_tensor
 from ..models.global_model import CheckpointError
-from ..pusht import TaskSpec
+from ..pusht import SUCCESS_THRESHOLD, TaskSpec
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "pusht"
 
@@ -132,6 +132,15 @@ class TensorStep:
     coverage: torch.Tensor  # (N,) predicted coverage reward label, clip(coverage / 0.95, 0, 1)
     success_prob: torch.Tensor  # (N,)
     lin: object | None  # surrogate Linearization at (z_t, a_t), derivatives w.r.t. env-unit actions
+
+    def info(self) -> dict[str, np.ndarray]:
+        """The Gymnasium ``info`` of the step, batched: gym-pusht's keys ``coverage`` (from the predicted
+        reward label, exact below success) and ``is_success``, plus ``success_prob``."""
+        return {
+            "coverage": self.coverage.cpu().numpy() * SUCCESS_THRESHOLD,
+            "is_success": self.terminated.cpu().numpy().copy(),
+            "success_prob": self.success_prob.cpu().numpy(),
+        }
 
 
 class WorldModelSimulator:

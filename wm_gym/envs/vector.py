@@ -119,11 +119,7 @@ class WMPushTVectorEnv(VectorEnv):
         obs = self._obs(self.sim.frames(), self.sim.latent if need_latent else None)
         term = out.terminated.cpu().numpy()
         trunc = out.truncated.cpu().numpy()
-        info: dict[str, Any] = {
-            "coverage": out.coverage.cpu().numpy() * 0.95,
-            "is_success": term.copy(),
-            "success_prob": out.success_prob.cpu().numpy(),
-        }
+        info: dict[str, Any] = out.info()
         done = term | trunc
         if done.any():
             final = self._obs(out.final_frame, out.final_latent)

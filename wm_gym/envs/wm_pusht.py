@@ -174,8 +174,7 @@ class WMPushTEnv(gym.Env):
         obs = self._frame if self.obs_type == "pixels" else out.final_latent[0].cpu().numpy().astype(np.float32)
         # on termination the simulator has already reset in place: the env shows the terminal frame
         self._needs_reset = terminated
-        info = {"coverage": float(out.coverage[0]) * 0.95, "is_success": terminated,
-                "success_prob": float(out.success_prob[0])}
+        info = {k: v[0].item() for k, v in out.info().items()}
         if self.render_mode == "human":
             self.render()
         return obs, float(out.reward[0]), terminated, False, info
