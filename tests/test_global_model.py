@@ -177,3 +177,32 @@ def test_train_global_smoke(tiny_dataset, tmp_path):
         train(args)
     logs = train(TrainGlobalArgs(**{**vars(args), "steps": 6, "resume": True}))
     assert logs["step"] == 6
+
+
+def test_loss_takes_given_noise_levels():
+    """The trainer puts part of each batch at the sampler's sigma_max: the loss must use given levels."""
+    den = tiny_denoiser(context_noise_max=0.0)
+    obs, act = context_batch(B=4)
+    batch = {"obs": obs, "act": act, "next_obs": obs[:, -1].roll(1, dims=-1)}
+    torch.manual_seed(0)
+    at_max = den.loss(batch, torch.full((4,), 5.0))[0]
+    torch.manual_seed(0)
+    at_max_again = den.loss(batch, torch.full((4,), 5.0))[0]
+    torch.manual_seed(0)
+    low = den.loss(batch, torch.full((4,), 0.01))[0]
+    assert at_max == at_max_again and at_max != low
+    with pytest.raises(ValueError, match=r"sigma must have shape \(4,\)"):
+        den.loss(batch, torch.ones(3))
+    sig = den.sample_training_sigma(1000)
+    assert sig.min() >= den.config.train_sigma_min and sig.max() <= den.config.train_sigma_max
+
+
+def test_learning_rate_schedule():
+    from wm_gym.train_global import TrainGlobalArgs, learning_rate
+
+    args = TrainGlobalArgs(lr=1e-3, warmup_steps=10, steps=100, lr_decay_start=50, lr_final=1e-4)
+    assert learning_rate(args, 0) == pytest.approx(1e-4)
+    assert learning_rate(args, 30) == pytest.approx(1e-3)
+    assert learning_rate(args, 75) == pytest.approx(5.5e-4)
+    assert learning_rate(args, 100) == pytest.approx(1e-4)
+    assert learning_rate(TrainGlobalArgs(lr=1e-3, warmup_steps=10), 10**6) == pytest.approx(1e-3)

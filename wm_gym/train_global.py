@@ -56,6 +56,9 @@ class TrainGlobalArgs:
     lr: float = field(default=3e-4, metadata={"help": "AdamW learning rate"})
     weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay"})
     warmup_steps: int = field(default=300, metadata={"help": "linear learning-rate warm-up"})
+    lr_decay_start: int = field(default=0, metadata={
+        "help": "from this step on, decay the learning rate linearly to lr_final at --steps (0: constant)"})
+    lr_final: float = field(default=3e-5, metadata={"help": "learning rate reached at --steps when decaying"})
     grad_clip: float = field(default=1.0, metadata={"help": "gradient-norm clip"})
     ema_decay: float = field(default=0.999, metadata={"help": "EMA decay of the saved weights"})
     context: int = field(default=4, metadata={"help": "context frames K"})
@@ -66,6 +69,9 @@ class TrainGlobalArgs:
     context_noise_max: float = field(default=0.05, metadata={"help": "max std of the context noise augmentation"})
     sampler_steps: int = field(default=1, metadata={
         "help": "default Euler steps of the saved model (1 beat 3 on held-out rollouts, see the README/report)"})
+    sampler_sigma_frac: float = field(default=0.5, metadata={
+        "help": "fraction of each batch trained at the sampler's first noise level sigma_max (the only level "
+                "a 1-step sampler uses; log-normal draws put ~5%% there); the rest is log-normal"})
     reward_steps: int = field(default=6000, metadata={"help": "steps during which the reward model trains"})
     reward_lr: float = field(default=1e-3, metadata={"help": "reward model learning rate"})
     success_pos_weight: float = field(default=5.0, metadata={"help": "positive weight of the success BCE"})
@@ -269,6 +275,15 @@ def export_model(model: GlobalModel, out: Path) -> None:
     atomic_save_pretrained(model, out / "global_model")
 
 
+def learning_rate(args: TrainGlobalArgs, step: int) -> float:
+    """Linear warm-up, constant, then (with ``lr_decay_start``) linear decay to ``lr_final`` at ``steps``."""
+    lr = args.lr * min(1.0, (step + 1) / args.warmup_steps)
+    if args.lr_decay_start and step >= args.lr_decay_start:
+        frac = min(1.0, (step - args.lr_decay_start) / max(1, args.steps - args.lr_decay_start))
+        lr = args.lr + frac * (args.lr_final - args.lr)
+    return lr
+
+
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     with torch.no_grad():
         for pe, pm in zip(ema.parameters(), model.parameters()):
@@ -297,6 +312,8 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
     random.seed(args.seed); np.random.seed(args.seed); torch.manual_seed(args.seed)
     device = torch.device(args.device)
 
+    if args.lr_decay_start and args.steps <= args.lr_decay_start:
+        raise ValueError(f"--lr-decay-start {args.lr_decay_start} needs --steps above it (got --steps {args.steps})")
     # -- data ---------------------------------------------------------------------------------------
     max_ep = args.max_episodes or None
     train_set = TransitionDataset(args.data, "train", args.context, args.val_fraction, args.seed, max_episodes=max_ep)
@@ -377,8 +394,12 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
                                                     num_steps=1)
             batch["obs"], batch["act"] = obs, act
         for g in opt.param_groups:
-            g["lr"] = args.lr * min(1.0, (step + 1) / args.warmup_steps)
-        loss, train_logs = den.loss(batch)
+            g["lr"] = learning_rate(args, step)
+        sigma = None
+        if args.sampler_sigma_frac > 0:
+            sigma = den.sample_training_sigma(args.batch_size, device)
+            sigma[: int(round(args.sampler_sigma_frac * args.batch_size))] = sampler.sigma_max
+        loss, train_logs = den.loss(batch, sigma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(den.parameters(), args.grad_clip)

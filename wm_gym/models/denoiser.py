@@ -195,8 +195,20 @@ class Denoiser(ModelMixin, ConfigMixin):
         return (obs[:, -1] + delta).clamp(-1.0, 1.0)
 
     # -- training ------------------------------------------------------------------------------
-    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def sample_training_sigma(self, n: int, device=None) -> torch.Tensor:
+        """``n`` training noise levels ``exp(N(train_sigma_loc, train_sigma_scale**2))``, clipped."""
+        cfg = self.config
+        log_sigma = torch.randn(n, device=device) * cfg.train_sigma_scale + cfg.train_sigma_loc
+        return log_sigma.exp().clamp(cfg.train_sigma_min, cfg.train_sigma_max)
+
+    def loss(self, batch: dict[str, torch.Tensor],
+             sigma: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """EDM loss on a batch with ``obs`` (B,K,C,H,W), ``act`` (B,K,A), ``next_obs`` (B,C,H,W).
+
+        ``sigma`` (B,) gives the noise levels; by default they are drawn log-normal (``train_sigma_*``).
+        A few-step sampler only ever calls the denoiser at its schedule's levels, and a 1-step sampler
+        only at ``sigma_max``, a level the log-normal draws rarely reach: the trainer puts part of each
+        batch there (``wm-gym train-global --sampler-sigma-frac``).
 
         Returns ``(loss, logs)``; the loss is EDM's weighted denoising error (the error of F against
         its effective target, which equals ``lambda(sigma) * |D - delta|^2``) times the change weights.
@@ -213,8 +225,10 @@ class Denoiser(ModelMixin, ConfigMixin):
             ctx_sigma = torch.rand(B, 1, 1, 1, 1, device=obs.device) * cfg.context_noise_max
             obs = obs + ctx_sigma * torch.randn_like(obs)
 
-        log_sigma = torch.randn(B, device=obs.device) * cfg.train_sigma_scale + cfg.train_sigma_loc
-        sigma = log_sigma.exp().clamp(cfg.train_sigma_min, cfg.train_sigma_max)
+        if sigma is None:
+            sigma = self.sample_training_sigma(B, obs.device)
+        elif sigma.shape != (B,):
+            raise ValueError(f"sigma must have shape ({B},), got {tuple(sigma.shape)}")
         p = self.precondition(sigma)
         noisy = delta + sigma.reshape(-1, 1, 1, 1) * torch.randn_like(delta)
         model_out = self.inner(p.c_in * noisy, p.c_noise, self.condition(obs, act))
