@@ -30,7 +30,7 @@ import numpy as np
 PROFILES = {
     "smoke": {"steps": 512, "seeds": [0], "algos": ["fog", "ppo_latent"], "gt_seeds": 1, "gt_steps": 10,
               "num_envs": 8},
-    "quick": {"steps": 30_000, "seeds": [0, 1], "algos": ["fog", "ppo_latent"], "gt_seeds": 20,
+    "quick": {"steps": 100_000, "seeds": [0, 1], "algos": ["fog", "ppo_latent"], "gt_seeds": 20,
               "gt_steps": 300, "num_envs": 64},
     "full": {"steps": 1_000_000, "seeds": [0, 1, 2, 3, 4], "algos": ["fog", "ppo_latent", "ppo_pixels"],
              "gt_seeds": 50, "gt_steps": 300, "num_envs": 64},
