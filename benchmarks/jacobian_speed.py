@@ -67,8 +67,9 @@ def main(argv=None) -> None:
     torch.manual_seed(0)
     if args.smoke:
         args.batch, args.latent_dim, args.repeats = 8, 16, 2
-    # (dynamics_hidden, dynamics_layers): the default surrogate, and a deeper one near DESIGN.md's 100k-param MLP
-    configs = [(32, 1)] if args.smoke else [(256, 1), (512, 1), (256, 2)]
+    # (dynamics_hidden, dynamics_layers): the default surrogate, a narrower and a wider one, and a deeper one
+    # near DESIGN.md's 100k-param MLP
+    configs = [(32, 1)] if args.smoke else [(256, 1), (128, 1), (512, 1), (256, 2)]
     dtypes = [torch.float32] if args.smoke else [torch.float32, torch.float64]
     methods = {
         "analytic": lambda m, z, a: m.jacobians(z, a),
