@@ -3,7 +3,7 @@
     python benchmarks/ground_truth_eval.py --policy runs/fog_example/policy --seeds 50 --json OUT.json
 
 Every policy plays one 300-step episode per seed (seeds 0..N-1, the same for all policies); prints and
-writes mean max coverage, mean final coverage and success rate.
+writes mean max coverage, mean final coverage, success rate and the mean return of each reward label.
 """
 
 from __future__ import annotations

@@ -63,15 +63,16 @@ def section() -> str:
                    "Ground truth = the final policy run in the real gym-pusht.\n")
         first = _first_returns("sample_efficiency_quick/curves.csv")
         out.append("| algorithm | first ep_rew_mean | final ep_rew_mean | best ep_rew_mean | wall s / run | "
-                   "GT mean max coverage | GT success |")
-        out.append("|---|---|---|---|---|---|---|")
+                   "GT mean max coverage | GT success | GT dense return |")
+        out.append("|---|---|---|---|---|---|---|---|")
         for algo in ("fog", "ppo_latent", "ppo_pixels"):
             if algo in se:
                 s = se[algo]
                 gt = s.get("ground_truth", {})
                 out.append(f"| {algo} | {_f(first.get(algo))} | {_f(s['final_ep_rew_mean'])} | "
                            f"{_f(s['best_ep_rew_mean'])} | {_f(s['wall_s_per_run'], 0)} | "
-                           f"{_f(gt.get('mean_max_coverage'), 3)} | {_f(gt.get('success_rate'), 2)} |")
+                           f"{_f(gt.get('mean_max_coverage'), 3)} | {_f(gt.get('success_rate'), 2)} | "
+                           f"{_f(gt.get('mean_return_dense'), 1)} |")
         out.append("\n`first` = the mean return of each run's first logged episodes (the initial policy, "
                    "before learning has changed it much).")
         for algo, r in se.get("ratios", {}).items():
@@ -89,11 +90,12 @@ def section() -> str:
     fog = _load("fog_example.json")
     out.append("\n### `examples/fog_pusht.py` (default budget) in the ground truth\n")
     if fog:
-        out.append("| policy | GT seeds | mean max coverage | mean final coverage | success rate |")
-        out.append("|---|---|---|---|---|")
+        out.append("| policy | GT seeds | mean max coverage | mean final coverage | success rate | GT dense return |")
+        out.append("|---|---|---|---|---|---|")
         for name, r in fog.get("ground_truth", {}).items():
             out.append(f"| {name} | {len(r.get('seeds', [])) or 'n/a'} | {_f(r.get('mean_max_coverage'), 3)} | "
-                       f"{_f(r.get('mean_final_coverage'), 3)} | {_f(r.get('success_rate'), 2)} |")
+                       f"{_f(r.get('mean_final_coverage'), 3)} | {_f(r.get('success_rate'), 2)} | "
+                       f"{_f(r.get('mean_return_dense'), 1)} |")
         if "world_model" in fog:
             wm = fog["world_model"]
             out.append(f"\nTrained {fog['env_steps']:,} world-model env steps in {fog['train_seconds']:.0f} s; time per "
@@ -107,12 +109,12 @@ def section() -> str:
     if gt50:
         out.append(f"\nThe same FoG policy over {gt50['settings']['seeds']} ground-truth seeds "
                    "(`benchmarks/ground_truth_eval.py`):\n")
-        out.append("| policy | mean max coverage | mean final coverage | success rate |")
-        out.append("|---|---|---|---|")
+        out.append("| policy | mean max coverage | mean final coverage | success rate | GT dense return |")
+        out.append("|---|---|---|---|---|")
         for name, r in gt50.items():
             if name != "settings":
                 out.append(f"| {name} | {_f(r['mean_max_coverage'], 3)} | {_f(r['mean_final_coverage'], 3)} | "
-                           f"{_f(r['success_rate'], 2)} |")
+                           f"{_f(r['success_rate'], 2)} | {_f(r.get('mean_return_dense'), 1)} |")
 
     gc = _load("gradient_cost.json")
     out.append("\n### Cost of one policy gradient (`benchmarks/gradient_cost.py`)\n")

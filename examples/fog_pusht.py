@@ -100,9 +100,10 @@ def main(argv=None) -> int:
         results["random"] = evaluate_in_ground_truth(RandomPolicy(), **kw)
         results["scripted_privileged"] = evaluate_in_ground_truth(ScriptedPusher(), **kw)
     print(f"ground-truth gym-pusht, {len(kw['seeds'])} seeds, {kw['max_steps']} steps:")
-    print(f"  {'policy':<22}{'max coverage':>14}{'final coverage':>16}{'success':>9}")
+    print(f"  {'policy':<22}{'max coverage':>14}{'final coverage':>16}{'success':>9}{'dense return':>14}")
     for name, r in results.items():
-        print(f"  {name:<22}{r['mean_max_coverage']:>14.3f}{r['mean_final_coverage']:>16.3f}{r['success_rate']:>9.2f}")
+        print(f"  {name:<22}{r['mean_max_coverage']:>14.3f}{r['mean_final_coverage']:>16.3f}{r['success_rate']:>9.2f}"
+              f"{r['mean_return_dense']:>14.1f}")
     summary = {"env_steps": trainer.num_timesteps, "train_seconds": train_s, "timings_s": timing,
                "skipped_updates": trainer.skipped_updates, "world_model": {**wm_eval, "ep_rew_mean": last.get("ep_rew_mean")},
                "ground_truth": results, "config": config.to_dict()}

@@ -12,7 +12,7 @@ Actions are absolute targets in env units (Push-T: xy in [0, 512]).
 
 >>> res = evaluate_in_ground_truth(RandomPolicy(), seeds=[0], image_size=32, max_steps=3)
 >>> sorted(k for k in res if not isinstance(res[k], list))
-['mean_final_coverage', 'mean_max_coverage', 'success_rate']
+['mean_final_coverage', 'mean_max_coverage', 'mean_return_coverage', 'mean_return_dense', 'success_rate']
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from wm_gym.pusht import WORKSPACE, PushTGroundTruth
+from wm_gym.pusht import REWARD_TYPES, WORKSPACE, PushTGroundTruth
 
 
 class GroundTruthPolicy:
@@ -115,8 +115,10 @@ def evaluate_in_ground_truth(policy, seeds: Iterable[int] = range(50), image_siz
         progress: show a tqdm bar over seeds.
 
     Returns:
-        ``mean_max_coverage``, ``mean_final_coverage``, ``success_rate`` and per-seed lists ``seeds``,
-        ``max_coverage``, ``final_coverage``, ``success``, ``length``.
+        ``mean_max_coverage``, ``mean_final_coverage``, ``success_rate``, ``mean_return_<label>`` (the
+        undiscounted episode return of each reward label, e.g. ``dense``: the objective a world-model
+        policy was trained on, measured in the truth) and per-seed lists ``seeds``, ``max_coverage``,
+        ``final_coverage``, ``success``, ``length``, ``return_<label>``.
     """
     from tqdm.auto import tqdm
 
@@ -125,16 +127,20 @@ def evaluate_in_ground_truth(policy, seeds: Iterable[int] = range(50), image_siz
         raise ValueError("seeds must name at least one episode")
     reset, act = _adapt(policy)
     env = PushTGroundTruth(image_size=image_size, max_episode_steps=max_steps)
-    out: dict[str, list] = {"seeds": seeds, "max_coverage": [], "final_coverage": [], "success": [], "length": []}
+    out: dict[str, list] = {"seeds": seeds, "max_coverage": [], "final_coverage": [], "success": [], "length": [],
+                            **{"return_" + r: [] for r in REWARD_TYPES}}
     try:
         for k, seed in enumerate(tqdm(seeds, desc="gym-pusht eval", disable=not progress)):
             frame, info = env.reset(seed=int(seed))
             reset(int(seed))
             history, coverages, success = [frame], [info["coverage"]], False
+            returns = dict.fromkeys(REWARD_TYPES, 0.0)
             for _ in range(max_steps):
                 action = np.asarray(act(history, info), dtype=np.float64).reshape(-1)
                 frame, _, terminated, truncated, info = env.step(action)
                 history.append(frame)
+                for r in REWARD_TYPES:
+                    returns[r] += info["reward_" + r]
                 coverages.append(info["coverage"])
                 success = success or info["is_success"]
                 if terminated or truncated:
@@ -143,6 +149,8 @@ def evaluate_in_ground_truth(policy, seeds: Iterable[int] = range(50), image_siz
             out["final_coverage"].append(float(coverages[-1]))
             out["success"].append(bool(success))
             out["length"].append(len(history) - 1)
+            for r in REWARD_TYPES:
+                out["return_" + r].append(float(returns[r]))
             if video_path is not None and k == 0:
                 write_video(history, video_path)
     finally:
@@ -151,5 +159,6 @@ def evaluate_in_ground_truth(policy, seeds: Iterable[int] = range(50), image_siz
         "mean_max_coverage": float(np.mean(out["max_coverage"])),
         "mean_final_coverage": float(np.mean(out["final_coverage"])),
         "success_rate": float(np.mean(out["success"])),
+        **{"mean_return_" + r: float(np.mean(out["return_" + r])) for r in REWARD_TYPES},
         **out,
     }

@@ -7,7 +7,7 @@ from fog_trainer.evaluate import (GroundTruthPolicy, RandomPolicy, ScriptedPushe
                                   write_video)
 
 KEYS = {"mean_max_coverage", "mean_final_coverage", "success_rate", "seeds", "max_coverage", "final_coverage",
-        "success", "length"}
+        "success", "length", "mean_return_coverage", "mean_return_dense", "return_coverage", "return_dense"}
 
 
 def check_result(res, n, max_steps):
@@ -17,6 +17,12 @@ def check_result(res, n, max_steps):
     assert all(1 <= n_steps <= max_steps for n_steps in res["length"])
     assert np.isclose(res["mean_max_coverage"], np.mean(res["max_coverage"]))
     assert all(m >= f for m, f in zip(res["max_coverage"], res["final_coverage"]))
+    # returns are the truth's reward labels summed over the episode: coverage reward in [0, 1] per step,
+    # the shaped dense reward in about [-2.5, 0]
+    assert len(res["return_dense"]) == len(res["return_coverage"]) == n
+    assert all(0 <= r <= steps for r, steps in zip(res["return_coverage"], res["length"]))
+    assert all(-2.5 * steps <= r <= 0 for r, steps in zip(res["return_dense"], res["length"]))
+    assert np.isclose(res["mean_return_dense"], np.mean(res["return_dense"]))
 
 
 def test_baselines_are_deterministic_and_write_a_video(tmp_path):

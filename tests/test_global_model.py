@@ -177,6 +177,17 @@ def test_train_global_smoke(tiny_dataset, tmp_path):
         train(args)
     logs = train(TrainGlobalArgs(**{**vars(args), "steps": 6, "resume": True}))
     assert logs["step"] == 6
+    # a new run started from the saved model takes its architecture and weights (lr 0: nothing moves)
+    init = tmp_path / "run" / "global_model"
+    fine = TrainGlobalArgs(**{**vars(args), "out": str(tmp_path / "fine"), "init_from": str(init), "widths": "16,32",
+                              "steps": 2, "lr": 0.0, "reward_lr": 0.0, "warmup_steps": 1})
+    train(fine)
+    before, after = GlobalModel.from_pretrained(init), GlobalModel.from_pretrained(tmp_path / "fine" / "global_model")
+    assert after.denoiser.config.block_out_channels == before.denoiser.config.block_out_channels
+    for k, v in before.state_dict().items():
+        torch.testing.assert_close(after.state_dict()[k], v)
+    with pytest.raises(ValueError, match="--init-from starts a new run"):
+        train(TrainGlobalArgs(**{**vars(fine), "resume": True}))
 
 
 def test_loss_takes_given_noise_levels():

@@ -50,6 +50,10 @@ class TrainGlobalArgs:
     data: str = field(default="", metadata={"help": "dataset directory (wm-gym collect)"})
     out: str = field(default="runs/global", metadata={"help": "output directory"})
     resume: bool = field(default=False, metadata={"help": "continue from OUT/checkpoint.pt"})
+    init_from: str = field(default="", metadata={
+        "help": "start a new run from the weights of a saved GlobalModel directory (e.g. the shipped "
+                "wm_gym/assets/pusht/global_model, fp16 weights are cast up); architecture flags are taken "
+                "from it, the optimiser starts fresh"})
     minutes: float = field(default=60.0, metadata={"help": "wall-clock budget of this invocation (minutes)"})
     steps: int = field(default=0, metadata={"help": "stop at this total step count (0: only the time budget)"})
     batch_size: int = field(default=64, metadata={"help": "denoiser batch size"})
@@ -328,6 +332,18 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
     starts = open_loop_starts(val_set.episodes, args.eval_starts, H, args.context, args.seed)
 
     # -- models -------------------------------------------------------------------------------------
+    init = None
+    if args.init_from:
+        if args.resume and ckpt_path.exists():
+            raise ValueError("--init-from starts a new run; drop it to --resume an existing one")
+        init = GlobalModel.from_pretrained(args.init_from, device="cpu")
+        if init.task.name != task.name or init.task.image_size != task.image_size:
+            raise DatasetError(f"--init-from {args.init_from} is a {init.task.name} model at {init.task.image_size}px, "
+                               f"the data is {task.name} at {task.image_size}px: use a matching model or dataset")
+        den_cfg = init.denoiser.config
+        args.context, args.patch = den_cfg["context"], den_cfg["patch"]
+        args.widths = ",".join(str(w) for w in den_cfg["block_out_channels"])
+        args.layers_per_block = den_cfg["layers_per_block"]
     den = Denoiser(image_size=task.image_size, context=args.context, action_dim=task.action_dim, patch=args.patch,
                    block_out_channels=args.widths_tuple, layers_per_block=args.layers_per_block,
                    change_weight=args.change_weight, context_noise_max=args.context_noise_max).to(device)
@@ -337,6 +353,10 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
     opt = torch.optim.AdamW(den.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     opt_r = torch.optim.AdamW(rm.parameters(), lr=args.reward_lr, weight_decay=args.weight_decay)
     step, samples = 0, 0
+    if init is not None:
+        for mod, src in ((den, init.denoiser), (ema_den, init.denoiser), (rm, init.reward_model),
+                         (ema_rm, init.reward_model)):
+            mod.load_state_dict({k: v.float() for k, v in src.state_dict().items()})
     if args.resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
         for mod, key in ((den, "denoiser"), (rm, "reward_model"), (ema_den, "ema_denoiser"),
