@@ -5,6 +5,9 @@ Along global-model rollouts from held-out dataset contexts (under the dataset's 
 * reference ``global``: d/da of the global model's H-step return ``sum_k rew_k`` (its reward model's
   label), by central finite differences of the global rollout under common random numbers (the
   generator is restored to the same state for every evaluation, so only the action changes);
+* reference ``global-autograd``: the exact derivative of the same global rollout (same noise), by
+  backprop through the differentiable sampler (``EulerSampler.integrate``) and the reward model; it
+  tells whether the finite differences are resolving the global model's gradient (row ``global-fd``);
 * reference ``truth`` (``--truth``, needs gym-pusht): the same for the real Push-T simulator, by central
   finite differences of the true H-step return (the dataset episode is replayed from its seed, which
   reproduces it exactly, then the perturbed actions are applied); the surrogate is then linearised at
@@ -89,6 +92,39 @@ def reference_gradient(gm, checkpoints, actions, eps, generator, sampler_steps, 
     return grads
 
 
+def differentiable_step(gm, obs, act, noise, sampler_steps=None):
+    """One global step that autograd can go through: (next frame, rewards (N, R))."""
+    if hasattr(gm, "transition"):  # the smoke test's toy model
+        nxt, rew, _ = gm.transition(obs, act, noise)
+        return nxt, rew
+    nxt = gm.sampler.integrate(gm.denoiser, obs, act, noise, num_steps=sampler_steps)
+    return nxt, gm.reward_model(nxt).rew
+
+
+def autograd_reference(gm, frames, prev, actions, seed, horizons, sampler_steps=None):
+    """d(sum_{k<H} r_k)/d a by backprop through the global rollout with the noise of ``global_rollout`` under
+    ``seed``: (N, len(horizons), Hmax, m, R)."""
+    N, L, m = actions.shape
+    gen = torch.Generator(device=gm.device).manual_seed(seed)
+    with torch.enable_grad():
+        a = actions.clone().requires_grad_(True)
+        obs, p, rews = frames[:, -gm.context:], prev, []
+        for t in range(L):
+            act = torch.cat([p, a[:, t:t + 1]], 1)
+            # drawn exactly as GlobalModel.step / EulerSampler.sample draw it, so the trajectory is the same
+            noise = torch.randn(obs[:, -1].shape, generator=gen, device=gen.device, dtype=torch.float32)
+            nxt, rew = differentiable_step(gm, obs, act, noise.to(obs.device), sampler_steps)
+            rews.append(rew)
+            obs, p = torch.cat([obs[:, 1:], nxt[:, None]], 1), act[:, 1:]
+        rew = torch.stack(rews, 1)  # (N, L, R)
+        out = torch.zeros(N, len(horizons), L, m, rew.shape[-1], dtype=torch.float64)
+        for ri in range(rew.shape[-1]):
+            for hi, h in enumerate(horizons):
+                (g,) = torch.autograd.grad(rew[:, :h, ri].sum(), a, retain_graph=True)
+                out[:, hi, :h, :, ri] = g[:, :h].double().cpu()
+    return out
+
+
 def fog_gradient(lins, h):
     """d(sum_{k<h} r_k)/d a_k through the surrogate Jacobians at the global states: (N, h, m)."""
     lam, g = None, [None] * h
@@ -155,8 +191,10 @@ def surrogate_rows(sur, ctx, actions, ref, horizons, reference, extra=None):
     return rows
 
 
-def fidelity(gm, sur, frames, prev, actions, horizons, eps, seed, sampler_steps=None, eps_check=False, out=None):
-    """Surrogate gradients vs the global model's finite differences along its own rollouts (result rows).
+def fidelity(gm, sur, frames, prev, actions, horizons, eps, seed, sampler_steps=None, eps_check=False, out=None,
+             autograd=False):
+    """Surrogate gradients vs the global model's finite differences along its own rollouts (result rows);
+    with ``autograd`` also vs the exact gradient of the same rollout (backprop through the sampler).
 
     ``out`` (a dict), if given, receives the reference gradient under ``"ref"``.
     """
@@ -172,7 +210,13 @@ def fidelity(gm, sur, frames, prev, actions, horizons, eps, seed, sampler_steps=
         extra["fd(2eps)"] = reference_gradient(gm, checkpoints, actions, 2 * eps, gen, sampler_steps, horizons)
     Ks, P = sur.config.context, frames.shape[1]
     ctx = torch.stack([hist[:, P + k - Ks: P + k] for k in range(L)], 1)
-    return surrogate_rows(sur, ctx, actions, ref, horizons, "global", extra)
+    rows = surrogate_rows(sur, ctx, actions, ref, horizons, "global", extra)
+    if autograd:
+        exact = autograd_reference(gm, frames, prev, actions, seed, horizons, sampler_steps)
+        if out is not None:
+            out["autograd"] = exact
+        rows += surrogate_rows(sur, ctx, actions, exact, horizons, "global-autograd", {"global-fd": ref})
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -290,21 +334,6 @@ class ToyGlobalModel(torch.nn.Module):
         return SimpleNamespace(next_obs=nxt, rew=rew, success_prob=p, success=p > 0.5)
 
 
-def toy_autograd_gradient(gm, frames, prev, actions, seed, h, k):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.enable_grad():
-        a = actions[:, :h].clone().requires_grad_(True)
-        obs, ret = frames[:, -gm.context:], 0
-        for t in range(h):
-            act = torch.cat([prev, a[:, t:t + 1]], 1)
-            noise = torch.randn(obs[:, -1].shape, generator=gen)
-            nxt, rew, _ = gm.transition(obs, act, noise)
-            ret = ret + rew[:, k]
-            obs, prev = torch.cat([obs[:, 1:], nxt[:, None]], 1), act[:, 1:]
-        (g,) = torch.autograd.grad(ret.sum(), a)
-    return g
-
-
 def smoke(args) -> None:
     torch.manual_seed(0)
     gm = ToyGlobalModel().double()
@@ -314,13 +343,13 @@ def smoke(args) -> None:
     frames = torch.rand(N, 2, 3, 16, 16, dtype=torch.float64) * 2 - 1
     prev = torch.zeros(N, 1, 2, dtype=torch.float64)
     actions = torch.rand(N, L, 2, dtype=torch.float64) * 2 - 1
-    rows = fidelity(gm, sur, frames, prev, actions, (1, 2, 4), 1e-5, args.seed)
+    rows = fidelity(gm, sur, frames, prev, actions, (1, 2, 4), 1e-5, args.seed, autograd=True)
     print_table(rows)
     # the finite-difference reference must equal autograd on a differentiable global model
     gen = torch.Generator().manual_seed(args.seed)
     _, _, cps = global_rollout(gm, frames, prev, actions, gen, record=True)
     ref = reference_gradient(gm, cps, actions, 1e-5, gen, None, (4,))
-    exact = toy_autograd_gradient(gm, frames, prev, actions, args.seed, 4, 0)
+    exact = autograd_reference(gm, frames, prev, actions, args.seed, (4,))[:, 0, :, :, 0]
     err = float((ref[:, 0, :, :, 0] - exact).abs().max() / exact.abs().max())
     print(f"\nFD reference vs autograd on the toy global model: max rel error {err:.2e}")
     if err > 1e-6:
@@ -338,6 +367,8 @@ def main(argv=None) -> None:
     p.add_argument("--eps", type=float, default=0.02, help="finite-difference step (normalised action units)")
     p.add_argument("--eps-check", action="store_true", help="also report the FD reference at 2*eps vs eps")
     p.add_argument("--truth", action="store_true", help="also compare with finite differences of the real simulator")
+    p.add_argument("--no-autograd", action="store_true",
+                   help="skip the exact (backprop-through-the-sampler) reference of the global model")
     p.add_argument("--sampler-steps", type=int, default=0, help="global sampler Euler steps (0: its default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -364,7 +395,7 @@ def main(argv=None) -> None:
     if gm is not None:
         dev = gm.device
         rows += fidelity(gm, sur, w.frames.to(dev), w.prev.to(dev), w.actions.to(dev), horizons, args.eps, args.seed,
-                         args.sampler_steps or None, args.eps_check, out=extra)
+                         args.sampler_steps or None, args.eps_check, out=extra, autograd=not args.no_autograd)
     if args.truth:
         ref = truth_reference(w.episodes, w.starts, w.task, horizons, args.eps)
         g_fd = {"global-fd": extra["ref"]} if "ref" in extra else {}  # the global model's own gradient vs the truth

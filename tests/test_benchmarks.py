@@ -30,6 +30,19 @@ def test_gradient_cost_smoke(tiny_checkpoint):
     assert res["methods"]["fog"]["objective"] == pytest.approx(res["methods"]["bptt_diffusion"]["objective"], rel=1e-4)
 
 
+def test_gradient_fidelity_smoke():
+    # toy differentiable global model: the finite-difference reference must equal autograd (the script exits
+    # non-zero otherwise), and every comparison of the table is printed
+    out = _run(["benchmarks/gradient_fidelity.py", "--smoke"])
+    assert "FD reference vs autograd" in out
+    assert "| global-autograd | dense | 4 | global-fd | 1.000 |" in out
+
+
+def test_jacobian_speed_smoke():
+    out = _run(["benchmarks/jacobian_speed.py", "--smoke"])
+    assert "analytic" in out and "vmap-jacrev" in out
+
+
 def test_collection_smoke():
     res = json.loads(_run(["benchmarks/collection.py", "--smoke"]))
     assert res["collect_1_worker_steps_per_s"] > 0 and "stats_of_this_collection" in res
