@@ -10,7 +10,7 @@
 Prints a markdown table (min and median over repeats; the machine may be shared, the min is the cleaner
 number). Usage::
 
-    python benchmarks/jacobian_speed.py                # batch 256, d=64, m=2, 2 threads
+    python benchmarks/jacobian_speed.py                # batch 256, d=64, m=2, 2 threads; the shipped surrogate first
     python benchmarks/jacobian_speed.py --smoke        # a few seconds, tiny sizes
 """
 
@@ -26,6 +26,7 @@ import time
 
 import torch
 
+from wm_gym.envs.core import quiet_diffusers
 from wm_gym.models.surrogate import Linearization, Surrogate
 
 
@@ -61,6 +62,8 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--surrogate", default=None,
+                   help="also time this saved surrogate (default: the shipped one, wm_gym/assets/pusht/surrogate)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, 2 repeats (seconds)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -82,14 +85,28 @@ def main(argv=None) -> None:
           f"{args.repeats} repeats\n")
     print("| dynamics MLP | params (dyn + rew) | dtype | method | min ms | median ms | max abs err vs analytic |")
     print("|---|---|---|---|---|---|---|")
+    models = []
+    if not args.smoke:
+        from pathlib import Path
+
+        path = Path(args.surrogate or Path(__file__).resolve().parent.parent / "wm_gym/assets/pusht/surrogate")
+        with quiet_diffusers():
+            shipped = Surrogate.from_pretrained(path).float()
+        c = shipped.config
+        if c.latent_dim == args.latent_dim:  # the trained weights, reward head included
+            models.append((f"shipped: {c.dynamics_layers}x{c.dynamics_hidden}, reward {c.reward_layers}x{c.reward_hidden}",
+                           shipped))
     for hidden, layers in configs:
         model = Surrogate(image_size=16, context=1, latent_dim=args.latent_dim, encoder_channels=(8,),
                           dynamics_hidden=hidden, dynamics_layers=layers,
                           reward_hidden=hidden if not args.smoke else 32)
         torch.nn.init.normal_(model.dynamics.out.weight, std=0.05)
+        models.append((f"{layers}x{hidden}", model))
+    for label, model in models:
         n_params = sum(q.numel() for q in model.dynamics.parameters()) + sum(q.numel() for q in model.reward_head.parameters())
         for dtype in dtypes:
-            model = model.to(args.device, dtype).eval()
+            with quiet_diffusers():  # diffusers warns on any dtype cast of a ModelMixin
+                model = model.to(args.device, dtype).eval()
             z = model._norm(torch.randn(args.batch, args.latent_dim, dtype=dtype, device=args.device))
             a = torch.rand(args.batch, 2, dtype=dtype, device=args.device) * 2 - 1
             with torch.no_grad():
@@ -107,7 +124,7 @@ def main(argv=None) -> None:
 
                     tmin, tmed = time_call(call, args.repeats)
                 dt = str(dtype).replace("torch.", "")
-                print(f"| {layers}x{hidden} | {n_params / 1e3:.0f}k | {dt} | {name} | {tmin:.2f} | {tmed:.2f} | {err:.1e} |",
+                print(f"| {label} | {n_params / 1e3:.0f}k | {dt} | {name} | {tmin:.2f} | {tmed:.2f} | {err:.1e} |",
                       flush=True)
 
 

@@ -21,7 +21,7 @@ for s in $stages; do
     speed) python benchmarks/env_speed.py > $R/env_speed.json
            python benchmarks/jacobian_speed.py --repeats 10 > $R/jacobian_speed.md ;;
     gradients) python benchmarks/gradient_cost.py --json-out $R/gradient_cost.json
-               python benchmarks/gradient_fidelity.py --global-model $CKPT/global_model --surrogate $CKPT/surrogate --truth \
+               python benchmarks/gradient_fidelity.py --global-model $CKPT/global_model --surrogate $CKPT/surrogate --truth --starts 64 \
                  --data "$DATA" --json $R/gradient_fidelity.json > $R/gradient_fidelity.md ;;
     fidelity) wm-gym eval-fidelity --model $CKPT --probe "$PROBE" --data "$DATA" --out $R/fidelity --progress false ;;
     fog) python examples/fog_pusht.py --out runs/fog_example && cp runs/fog_example/summary.json $R/fog_example.json
