@@ -4,6 +4,9 @@
 
 Every policy plays one 300-step episode per seed (seeds 0..N-1, the same for all policies); prints and
 writes mean max coverage, mean final coverage, success rate and the mean return of each reward label.
+Policies: the trained one (``fog``), the same network before training (``fog_untrained``: a freshly
+initialised actor on the same encoder, i.e. what learning started from; its deterministic action is the
+middle of the workspace), uniform random targets, and the scripted pusher that reads the true state.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ def main() -> None:
     from fog_trainer import FoGPolicy, RandomPolicy, ScriptedPusher, evaluate_in_ground_truth
 
     policy = FoGPolicy.load(args.policy)
+    untrained = policy.untrained(seed=0)
     kw = dict(seeds=range(args.seeds), image_size=int(policy.surrogate.config.image_size), max_steps=args.max_steps)
     results = {name: evaluate_in_ground_truth(pol, **kw) for name, pol in
-               (("fog", policy), ("random", RandomPolicy()), ("scripted_privileged", ScriptedPusher()))}
+               (("fog", policy), ("fog_untrained", untrained), ("random", RandomPolicy()),
+                ("scripted_privileged", ScriptedPusher()))}
     summary = {name: {k: v for k, v in r.items() if not isinstance(v, (list, tuple))} for name, r in results.items()}
     summary["settings"] = {"policy": args.policy, "seeds": args.seeds, "max_steps": args.max_steps}
     text = json.dumps(summary, indent=2)

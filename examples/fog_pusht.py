@@ -97,6 +97,7 @@ def main(argv=None) -> int:
     kw = dict(seeds=range(2 if smoke else a.eval_seeds), image_size=image_size, max_steps=10 if smoke else 300)
     results = {"fog": evaluate_in_ground_truth(trainer.policy, video_path=out / "episode.mp4", progress=not smoke, **kw)}
     if not a.no_baselines:
+        results["fog_untrained"] = evaluate_in_ground_truth(trainer.policy.untrained(config.seed), **kw)
         results["random"] = evaluate_in_ground_truth(RandomPolicy(), **kw)
         results["scripted_privileged"] = evaluate_in_ground_truth(ScriptedPusher(), **kw)
     print(f"ground-truth gym-pusht, {len(kw['seeds'])} seeds, {kw['max_steps']} steps:")

@@ -202,6 +202,16 @@ class FoGPolicy(nn.Module):
         """Action (m,) for the newest frame uint8 (H, W, 3); the first frame of an episode is repeated K times."""
         return self.predict(self._history.push(frame), deterministic)
 
+    def untrained(self, seed: int = 0) -> "FoGPolicy":
+        """The same policy before training: this encoder with a freshly initialised actor (seeded) and no
+        observation statistics. A baseline that tells what learning changed; its deterministic action is
+        about the middle of the action box (the actor's last layer starts near zero)."""
+        torch.manual_seed(seed)
+        a = self.actor
+        hidden = [m.out_features for m in a.net[:-1] if isinstance(m, nn.Linear)]
+        actor = Actor(a.net[0].in_features, a.low.cpu(), a.high.cpu(), hidden)
+        return FoGPolicy(self.surrogate, actor, None, self.context, self.obs_norm).to(self.device).eval()
+
     # -- persistence ----------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``path/`` = policy.json + actor.safetensors + surrogate/ (save_pretrained), atomically."""

@@ -333,6 +333,12 @@ def test_policy_save_load_round_trip_acts_on_frames(tmp_path):
         loaded.predict(frames.astype(np.float32))
     with pytest.raises(FileNotFoundError, match="policy.json"):
         FoGPolicy.load(tmp_path)
+    # the untrained baseline: same encoder, fresh actor (seeded), acting near the middle of the action box
+    base = loaded.untrained(seed=0)
+    assert base.surrogate is loaded.surrogate
+    np.testing.assert_array_equal(base.predict(frames), loaded.untrained(seed=0).predict(frames))
+    np.testing.assert_allclose(base.predict(frames), np.broadcast_to((LOW + HIGH) / 2, (3, 2)),
+                               atol=0.01 * (HIGH - LOW))
 
 
 def test_rejects_env_without_fast_path(tmp_path):
