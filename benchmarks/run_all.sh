@@ -18,8 +18,9 @@ for s in $stages; do
     machine) python -c "import json,os,platform,torch; print(json.dumps({'description': f'{os.cpu_count()} CPU cores ({platform.machine()}), no GPU, torch {torch.__version__}'}))" > $R/machine.json ;;
     collection) python benchmarks/collection.py --episodes 20 > $R/collection.json
                 python benchmarks/collection.py --stats "$DATA" > $R/dataset_stats.json ;;
-    speed) python benchmarks/env_speed.py > $R/env_speed.json
-           python benchmarks/jacobian_speed.py --repeats 10 > $R/jacobian_speed.md ;;
+    speed) python benchmarks/jacobian_speed.py --repeats 10 > $R/jacobian_speed.md  # first: env_speed's gym-pusht
+           python benchmarks/env_speed.py > $R/env_speed.json                          # workers slowed it when after
+           ;;
     gradients) python benchmarks/gradient_cost.py --json-out $R/gradient_cost.json
                python benchmarks/gradient_fidelity.py --global-model $CKPT/global_model --surrogate $CKPT/surrogate --truth --starts 64 \
                  --data "$DATA" --json $R/gradient_fidelity.json > $R/gradient_fidelity.md ;;
