@@ -387,6 +387,15 @@ def test_cli_trains_on_the_world_model_env(tiny_world_model, tmp_path, capsys):
     policy.reset()
     action = policy.act(np.zeros((32, 32, 3), np.uint8))
     assert action.shape == (2,) and np.all((action >= 0) & (action <= 512))
+    # the before/after benchmark rebuilds the run from its checkpoint (env, seed) and evaluates both actors
+    import runpy
+
+    bench = runpy.run_path(str(Path(__file__).resolve().parent.parent / "benchmarks" / "fog_before_after.py"))
+    capsys.readouterr()
+    bench["main"](["--checkpoint", str(run / "checkpoint.pt"), "--steps", "3"])
+    res = json.loads(capsys.readouterr().out)
+    assert {"untrained_deterministic", "untrained_stochastic", "trained_deterministic",
+            "trained_stochastic"} <= set(res) and res["settings"]["num_envs"] == 2
 
 
 def test_example_smoke(tiny_world_model, tmp_path):
