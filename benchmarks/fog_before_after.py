@@ -24,9 +24,9 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--seed", type=int, default=123, help="reset seed of the evaluation episodes")
     args = p.parse_args(argv)
-    from fog_trainer import FoGConfig, FoGTrainer
-
     import torch
+
+    from fog_trainer import FoGConfig, FoGTrainer
 
     config = FoGConfig(**torch.load(args.checkpoint, map_location="cpu", weights_only=False)["config"])
     config.run_dir, config.tensorboard = tempfile.mkdtemp(), False

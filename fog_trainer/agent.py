@@ -92,6 +92,11 @@ class Actor(nn.Module):
         nn.init.zeros_(self.net[-1].bias)
         self.log_std = nn.Parameter(torch.full((low.numel(),), float(init_log_std)))
 
+    @property
+    def hidden(self) -> list[int]:
+        """Widths of the hidden layers (the ``hidden`` argument it was built with)."""
+        return [m.out_features for m in self.net[:-1] if isinstance(m, nn.Linear)]
+
     def to_env_units(self, squashed: torch.Tensor) -> torch.Tensor:
         return self.low + (squashed + 1.0) * 0.5 * (self.high - self.low)
 
@@ -206,10 +211,10 @@ class FoGPolicy(nn.Module):
         """The same policy before training: this encoder with a freshly initialised actor (seeded) and no
         observation statistics. A baseline that tells what learning changed; its deterministic action is
         about the middle of the action box (the actor's last layer starts near zero)."""
-        torch.manual_seed(seed)
         a = self.actor
-        hidden = [m.out_features for m in a.net[:-1] if isinstance(m, nn.Linear)]
-        actor = Actor(a.net[0].in_features, a.low.cpu(), a.high.cpu(), hidden)
+        with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's global RNG
+            torch.manual_seed(seed)
+            actor = Actor(a.net[0].in_features, a.low.cpu(), a.high.cpu(), a.hidden)
         return FoGPolicy(self.surrogate, actor, None, self.context, self.obs_norm).to(self.device).eval()
 
     # -- persistence ----------------------------------------------------------------------------
@@ -234,7 +239,7 @@ class FoGPolicy(nn.Module):
                 "context": self.context,
                 "obs_norm": self.obs_norm,
                 "latent_dim": self.actor.net[0].in_features,
-                "actor_hidden": [m.out_features for m in self.actor.net[:-1] if isinstance(m, nn.Linear)],
+                "actor_hidden": self.actor.hidden,
                 "action_low": self.actor.low.tolist(),
                 "action_high": self.actor.high.tolist(),
             }

@@ -318,11 +318,24 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
 
     if args.lr_decay_start and args.steps <= args.lr_decay_start:
         raise ValueError(f"--lr-decay-start {args.lr_decay_start} needs --steps above it (got --steps {args.steps})")
+    # -- a run started from a saved model takes its architecture (before the data: K sets the windows)
+    init = None
+    if args.init_from:
+        if args.resume and ckpt_path.exists():
+            raise ValueError("--init-from starts a new run; drop it to --resume an existing one")
+        init = GlobalModel.from_pretrained(args.init_from, device="cpu")
+        den_cfg = init.denoiser.config
+        args.context, args.patch = den_cfg["context"], den_cfg["patch"]
+        args.widths = ",".join(str(w) for w in den_cfg["block_out_channels"])
+        args.layers_per_block = den_cfg["layers_per_block"]
     # -- data ---------------------------------------------------------------------------------------
     max_ep = args.max_episodes or None
     train_set = TransitionDataset(args.data, "train", args.context, args.val_fraction, args.seed, max_episodes=max_ep)
     val_set = TransitionDataset(args.data, "val", args.context, args.val_fraction, args.seed, max_episodes=max_ep)
     task = train_set.task
+    if init is not None and (init.task.name != task.name or init.task.image_size != task.image_size):
+        raise DatasetError(f"--init-from {args.init_from} is a {init.task.name} model at {init.task.image_size}px, "
+                           f"the data is {task.name} at {task.image_size}px: use a matching model or dataset")
     H = max(HORIZONS)
     if min(len(ep["actions"]) for ep in val_set.episodes) <= H + args.context:
         raise DatasetError(f"validation episodes must be longer than {H + args.context} steps")
@@ -332,18 +345,6 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
     starts = open_loop_starts(val_set.episodes, args.eval_starts, H, args.context, args.seed)
 
     # -- models -------------------------------------------------------------------------------------
-    init = None
-    if args.init_from:
-        if args.resume and ckpt_path.exists():
-            raise ValueError("--init-from starts a new run; drop it to --resume an existing one")
-        init = GlobalModel.from_pretrained(args.init_from, device="cpu")
-        if init.task.name != task.name or init.task.image_size != task.image_size:
-            raise DatasetError(f"--init-from {args.init_from} is a {init.task.name} model at {init.task.image_size}px, "
-                               f"the data is {task.name} at {task.image_size}px: use a matching model or dataset")
-        den_cfg = init.denoiser.config
-        args.context, args.patch = den_cfg["context"], den_cfg["patch"]
-        args.widths = ",".join(str(w) for w in den_cfg["block_out_channels"])
-        args.layers_per_block = den_cfg["layers_per_block"]
     den = Denoiser(image_size=task.image_size, context=args.context, action_dim=task.action_dim, patch=args.patch,
                    block_out_channels=args.widths_tuple, layers_per_block=args.layers_per_block,
                    change_weight=args.change_weight, context_noise_max=args.context_noise_max).to(device)
