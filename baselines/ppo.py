@@ -23,7 +23,7 @@ class PPOArgs:
     """Arguments of a PPO run (each one is a ``ppo-train`` flag)."""
 
     obs_type: str = arg("latent", '"latent" (MlpPolicy on the surrogate latent) or "pixels" (CnnPolicy on 64x64 frames)')
-    reward_type: str = arg("dense", '"dense" (shaped) or "coverage" (gym-pusht\'s reward)')
+    reward_type: str = arg("dense", '"dense" or "push" (shaped) or "coverage" (gym-pusht\'s reward)')
     total_timesteps: int = arg(200_000, 'world-model env steps')
     num_envs: int = arg(64, 'parallel envs, stepped by one batched denoiser call')
     n_steps: int = arg(32, 'steps per env per rollout (rollout = num_envs * n_steps)')

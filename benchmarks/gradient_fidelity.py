@@ -223,17 +223,18 @@ def fidelity(gm, sur, frames, prev, actions, horizons, eps, seed, sampler_steps=
 # ground truth: finite differences through the real simulator
 # ---------------------------------------------------------------------------------------------------
 def truth_reference(episodes, starts, task, horizons, eps):
-    """Central finite differences of the true H-step returns (both labels) along dataset episodes.
+    """Central finite differences of the true H-step returns (every label of ``task``) along dataset episodes.
 
     ``starts`` is a list of (episode index, t); returns (N, len(horizons), L, m, R) w.r.t. normalised actions.
     """
     from gym_pusht.envs.pusht import PushTEnv
 
-    from wm_gym.pusht import coverage_reward, dense_reward
+    from wm_gym.pusht import reward_labels
 
     L, half = max(horizons), (task.action_high - task.action_low) / 2.0
     env = PushTEnv(obs_type="state")
-    out = torch.zeros(len(starts), len(horizons), L, task.action_dim, 2, dtype=torch.float64)
+    labels = task.reward_types
+    out = torch.zeros(len(starts), len(horizons), L, task.action_dim, len(labels), dtype=torch.float64)
 
     def rewards(ep, t, k, j, delta):
         env.reset(seed=int(ep["seed"]) % 2**31)
@@ -244,8 +245,9 @@ def truth_reference(episodes, starts, task, horizons, eps):
             env.step(np.clip(a, task.action_low, task.action_high))
             if i >= t + k:
                 state = [*env.agent.position, *env.block.position, env.block.angle % (2 * np.pi)]
-                rew.append([float(coverage_reward(env._get_coverage())), float(dense_reward(state))])
-        return np.array(rew)  # (L - k, 2): rewards of steps t+k .. t+L-1
+                r = reward_labels(state, env._get_coverage())
+                rew.append([r[name] for name in labels])
+        return np.array(rew)  # (L - k, R): rewards of steps t+k .. t+L-1
 
     for n, (e, t) in enumerate(starts):
         ep = episodes[e]
@@ -308,10 +310,11 @@ def held_out_starts(data, n, K, Kg, L, seed, val_fraction):
 class ToyGlobalModel(torch.nn.Module):
     """Differentiable stand-in with GlobalModel's ``step`` contract (one random conv step plus seeded noise)."""
 
-    def __init__(self, image_size=16, context=2, num_rewards=2):
+    def __init__(self, image_size=16, context=2, num_rewards=None):
         super().__init__()
-        from wm_gym.pusht import TaskSpec
+        from wm_gym.pusht import REWARD_TYPES, TaskSpec
 
+        num_rewards = len(REWARD_TYPES) if num_rewards is None else num_rewards
         self.context, self.image_size, self.task = context, image_size, TaskSpec(image_size=image_size)
         self.conv = torch.nn.Conv2d(3 * context + 2, 3, 3, padding=1)
         self.head = torch.nn.Linear(3 * image_size * image_size, num_rewards + 1)

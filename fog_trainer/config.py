@@ -15,7 +15,7 @@ class FoGConfig:
     # -- environment ------------------------------------------------------------------------------
     env_id: str = arg("WM-PushT-v0", "env id, made with gym.make_vec when the trainer is given an id")
     num_envs: int = arg(64, "parallel envs N (one update sees N x horizon env steps)")
-    reward_type: str = arg("dense", "reward the env is made with when given an id ('dense' or 'coverage')")
+    reward_type: str = arg("dense", "reward the env is made with when given an id ('dense', 'push' or 'coverage')")
     checkpoint: str = arg("", "world-model checkpoint directory when made from an id ('' = the shipped model)")
     # -- FoG objective ------------------------------------------------------------------------------
     horizon: int = arg(16, "H: env steps per update, the length of the differentiated return")

@@ -152,6 +152,15 @@ def test_bad_checkpoints_give_clear_errors(tmp_path, tiny_checkpoint):
     w.write_bytes(w.read_bytes()[:50])
     with pytest.raises(CheckpointError, match="could not load"):
         WorldModel.load(corrupt)
+    mixed = tmp_path / "mixed"  # a surrogate trained for other reward labels than the global model's
+    shutil.copytree(tiny_checkpoint, mixed)
+    from wm_gym.models.surrogate import Surrogate
+
+    cfg = {k: v for k, v in Surrogate.load_config(mixed / "surrogate").items() if not k.startswith("_")}
+    shutil.rmtree(mixed / "surrogate")
+    Surrogate(**{**cfg, "reward_types": ("coverage", "dense")}).save_pretrained(mixed / "surrogate")
+    with pytest.raises(CheckpointError, match="reward labels"):
+        WorldModel.load(mixed)
     with pytest.raises(ValueError, match="obs_type"):
         gym.make("WM-PushT-v0", checkpoint=tiny_checkpoint, obs_type="rgb")
 

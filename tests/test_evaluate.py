@@ -7,7 +7,8 @@ from fog_trainer.evaluate import (GroundTruthPolicy, RandomPolicy, ScriptedPushe
                                   write_video)
 
 KEYS = {"mean_max_coverage", "mean_final_coverage", "success_rate", "seeds", "max_coverage", "final_coverage",
-        "success", "length", "mean_return_coverage", "mean_return_dense", "return_coverage", "return_dense"}
+        "success", "length", "mean_return_coverage", "mean_return_dense", "return_coverage", "return_dense",
+        "mean_return_push", "return_push"}
 
 
 def check_result(res, n, max_steps):
@@ -18,10 +19,10 @@ def check_result(res, n, max_steps):
     assert np.isclose(res["mean_max_coverage"], np.mean(res["max_coverage"]))
     assert all(m >= f for m, f in zip(res["max_coverage"], res["final_coverage"]))
     # returns are the truth's reward labels summed over the episode: coverage reward in [0, 1] per step,
-    # the shaped dense reward in about [-2.5, 0]
-    assert len(res["return_dense"]) == len(res["return_coverage"]) == n
+    # the shaped dense and push rewards in about [-2.5, 0]
+    assert len(res["return_dense"]) == len(res["return_coverage"]) == len(res["return_push"]) == n
     assert all(0 <= r <= steps for r, steps in zip(res["return_coverage"], res["length"]))
-    assert all(-2.5 * steps <= r <= 0 for r, steps in zip(res["return_dense"], res["length"]))
+    assert all(-2.5 * steps <= r <= 0 for r, steps in zip(res["return_dense"] + res["return_push"], res["length"] * 2))
     assert np.isclose(res["mean_return_dense"], np.mean(res["return_dense"]))
 
 

@@ -10,11 +10,12 @@ import torch
 from wm_gym.data import frames_to_tensor, load_split
 from wm_gym.fidelity import (METHODS, PSNR_CAP, choose_starts, evaluate_fidelity, format_table, pusht_coverage)
 from wm_gym.models.state_probe import ProbeArgs, StateProbe, angle_error_deg, state_errors, train_probe
+from wm_gym.pusht import REWARD_TYPES
 
 HORIZONS = (0, 1, 4, 8)
 FRAME_METRICS = {"agent_px", "block_px", "angle_deg", "coverage_frame_err", "psnr", "mse", "n",
                  "block_px_moving", "angle_deg_moving", "n_moving"}
-REWARD_METRICS = {"rew_mae_coverage", "rew_mae_dense"}
+REWARD_METRICS = {"rew_mae_" + r for r in REWARD_TYPES}
 
 
 @pytest.fixture(autouse=True, scope="module")

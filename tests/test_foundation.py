@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from wm_gym import data as D
-from wm_gym.pusht import GOAL_POSE, PushTGroundTruth, coverage_reward, dense_reward
+from wm_gym.pusht import GOAL_POSE, PushTGroundTruth, coverage_reward, dense_reward, push_point, push_reward
 from wm_gym.policies import Pusher, RandomWalk, make_behaviour_policy
 
 
@@ -39,6 +39,7 @@ def test_reward_labels_equal_gym_pusht_reward(gt):
         _, r, _, _, info = gt.step(policy(info["state"]))
         assert r == pytest.approx(float(coverage_reward(info["coverage"])))
         assert info["reward_dense"] == pytest.approx(float(dense_reward(info["state"])))
+        assert info["reward_push"] == pytest.approx(float(push_reward(info["state"])))
         assert r == pytest.approx(np.clip(gt.coverage() / 0.95, 0, 1))
 
 
@@ -47,6 +48,40 @@ def test_dense_reward_is_zero_at_goal_with_agent_near():
     assert dense_reward(s) == pytest.approx(0.0)
     far = np.array([10.0, 10.0, 100.0, 100.0, 0.0])
     assert dense_reward(far) < -0.5
+
+
+def test_push_reward_asks_for_the_agent_behind_the_block():
+    block = np.array([356.0, 256.0, GOAL_POSE[2]])  # 100 px right of the goal, at the goal angle
+    behind, in_front = np.array([416.0, 256.0]), np.array([296.0, 256.0])  # away from / towards the goal
+    np.testing.assert_allclose(push_point(np.r_[behind, block]), [356 + 60 * 100 / np.hypot(100, 20), 256])
+    r_behind, r_front = push_reward(np.r_[behind, block]), push_reward(np.r_[in_front, block])
+    assert r_behind == pytest.approx(-100 / 256)  # only the position error: the agent is where it pushes from
+    assert r_front < r_behind - 0.1
+    # dense pays the same for both sides: what lets a block-chasing policy push the block away
+    assert dense_reward(np.r_[behind, block]) == pytest.approx(dense_reward(np.r_[in_front, block]))
+    # at the goal the push point is the block itself, so push = dense = 0 with the agent near
+    at_goal = np.array([256.0, 280.0, *GOAL_POSE])
+    assert push_reward(at_goal) == pytest.approx(0.0) and dense_reward(at_goal) == pytest.approx(0.0)
+    batch = np.stack([np.r_[behind, block], at_goal])
+    np.testing.assert_allclose(push_reward(batch), [r_behind, 0.0])
+
+
+def test_state_reward_labels_are_derived_for_older_collections(tmp_path, tiny_dataset):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_dataset, old)
+    meta = json.loads((old / "meta.json").read_text())
+    meta["task"]["reward_types"] = ["coverage", "dense"]  # written before "push" existed
+    (old / "meta.json").write_text(json.dumps(meta))
+    path = D.list_episodes(old)[0]
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files if k != "reward_push"}
+    np.savez(path, **arrays)
+    assert D.read_meta(old)["task"]["reward_types"] == ["coverage", "dense", "push"]
+    derived, recorded = D.load_episode(path), D.load_episode(D.list_episodes(tiny_dataset)[0])
+    np.testing.assert_allclose(derived["reward_push"], recorded["reward_push"], atol=1e-6)
+    assert D.TransitionDataset(old, split="all")[0]["rew"].shape == (3,)
 
 
 def test_step_rejects_bad_actions(gt):
@@ -84,7 +119,7 @@ def test_dataset_round_trip_and_windows(tiny_dataset):
     item = ds[0]
     assert item["obs"].shape == (4, 3, 32, 32) and item["obs"].dtype == torch.float32
     assert item["act"].shape == (4, 2) and item["next_obs"].shape == (3, 32, 32)
-    assert item["rew"].shape == (2,)
+    assert item["rew"].shape == (len(meta["task"]["reward_types"]),) and "push" in meta["task"]["reward_types"]
     # at t=0 the context repeats frame 0 and pads the past actions with zeros
     assert torch.equal(item["obs"][0], item["obs"][-1])
     assert torch.all(item["act"][:-1] == 0)

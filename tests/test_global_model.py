@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from wm_gym.data import TransitionDataset
+from wm_gym.data import DatasetError, TransitionDataset
 from wm_gym.models.denoiser import Denoiser
 from wm_gym.models.global_model import CheckpointError, GlobalModel, GlobalStep
 from wm_gym.models.reward_model import RewardModel
@@ -79,7 +79,7 @@ def test_step_shapes_determinism_and_seeds():
     assert isinstance(out, GlobalStep)
     assert out.next_obs.shape == (3, 3, S, S) and out.next_obs.dtype == torch.float32
     assert out.next_obs.min() >= -1 and out.next_obs.max() <= 1
-    assert out.rew.shape == (3, 2) and out.success_prob.shape == (3,) and out.success.dtype == torch.bool
+    assert out.rew.shape == (3, len(PUSHT.reward_types)) and out.success_prob.shape == (3,) and out.success.dtype == torch.bool
     same = model.step(obs, act, generator=torch.Generator().manual_seed(1))
     other = model.step(obs, act, generator=torch.Generator().manual_seed(2))
     assert torch.equal(out.next_obs, same.next_obs)
@@ -188,6 +188,21 @@ def test_train_global_smoke(tiny_dataset, tmp_path):
         torch.testing.assert_close(after.state_dict()[k], v)
     with pytest.raises(ValueError, match="--init-from starts a new run"):
         train(TrainGlobalArgs(**{**vars(fine), "resume": True}))
+    # --reward-only: a model saved with fewer reward labels gets a new reward model, its denoiser unchanged
+    with pytest.raises(ValueError, match="--init-from"):
+        train(TrainGlobalArgs(**{**vars(args), "out": str(tmp_path / "r0"), "reward_only": True}))
+    before.task = dataclasses.replace(before.task, reward_types=("coverage", "dense"))
+    before.reward_model = RewardModel(image_size=32, num_rewards=2)
+    before.save_pretrained(tmp_path / "two_labels")
+    with pytest.raises(DatasetError, match="--reward-only"):
+        train(TrainGlobalArgs(**{**vars(fine), "out": str(tmp_path / "r1"), "init_from": str(tmp_path / "two_labels")}))
+    logs = train(TrainGlobalArgs(**{**vars(fine), "out": str(tmp_path / "r2"), "init_from": str(tmp_path / "two_labels"),
+                                    "reward_only": True, "reward_steps": 3, "reward_lr": 1e-3}))
+    assert logs["step"] == 3 and "reward_real_mae_2" in logs
+    after = GlobalModel.from_pretrained(tmp_path / "r2" / "global_model")
+    assert after.task.reward_types == ("coverage", "dense", "push") and after.reward_model.config.num_rewards == 3
+    for k, v in before.denoiser.state_dict().items():
+        torch.testing.assert_close(after.denoiser.state_dict()[k], v)
 
 
 def test_loss_takes_given_noise_levels():

@@ -124,7 +124,7 @@ def test_shapes_and_linearize():
     assert z.shape == (B, d)
     torch.testing.assert_close(z.mean(-1), torch.zeros(B), atol=1e-5, rtol=0)  # LayerNorm latent
     assert model.next(z, a).shape == (B, d)
-    assert model.reward(z, a).shape == (B, 2)
+    assert model.reward(z, a).shape == (B, model.num_rewards) == (B, 3)
     assert model.success_logit(z).shape == (B,)
     assert model.state(z).shape == (B, 6)
     lin = model.linearize(obs, a, reward_index=1)
@@ -166,7 +166,7 @@ def test_clear_errors_on_bad_inputs():
         (lambda: model.next(torch.zeros(4, 10), a), r"z must have shape \(B, 12\), got \(4, 10\)"),
         (lambda: model.next(z, torch.zeros(3, 2)), r"a must have shape \(4, 2\), got \(3, 2\)"),
         (lambda: model.reward(z, torch.zeros(4, 3)), r"a must have shape \(4, 2\), got \(4, 3\)"),
-        (lambda: model.jacobians(z, a, reward_index=2), r"reward_index must be in \[0, 2\).*got 2"),
+        (lambda: model.jacobians(z, a, reward_index=3), r"reward_index must be in \[0, 3\).*got 3"),
         (lambda: model.jacobians(z, a, method="magic"), r"method must be one of"),
         (lambda: model.jacobians(z.double(), a.double()), r"z is torch.float64 .* parameters are torch.float32"),
         (lambda: model.linearize(torch.zeros(4, 2, 3, 16, 16), torch.zeros(5, 2)), r"a must have shape \(4, 2\), got \(5, 2\)"),
@@ -186,7 +186,7 @@ def test_clear_errors_on_bad_inputs():
 class ToyGlobalModel(torch.nn.Module):
     """A tiny stand-in with GlobalModel's ``step`` contract (random conv, seeded noise)."""
 
-    def __init__(self, image_size=32, context=3, num_rewards=2):
+    def __init__(self, image_size=32, context=3, num_rewards=3):
         super().__init__()
         self.context, self.image_size, self.task = context, image_size, TaskSpec(image_size=image_size)
         self.conv = torch.nn.Conv2d(3 * context + 2, 3, 3, padding=1)
@@ -277,7 +277,7 @@ def test_train_mixes_global_model_rollouts(tiny_dataset, tmp_path):
     finally:
         WindowBank.add = orig
     # refresh at steps 0 and 2; context padding = max(K=2, Kg=3) - 1 = 2 frames before each rollout
-    assert len(seen) == 2 and seen[0] == ((4, 2 + 6 + 1, 3, 32, 32), (4, 2 + 6, 2), (4, 6, 2))
+    assert len(seen) == 2 and seen[0] == ((4, 2 + 6 + 1, 3, 32, 32), (4, 2 + 6, 2), (4, 6, 3))  # 3 reward labels
     assert np.isfinite(logs["loss"])
 
 

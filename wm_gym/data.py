@@ -6,8 +6,9 @@ A dataset is a directory::
     DIR/episode_000000.npz   one episode each, written atomically (temp file, then rename)
 
 Each episode holds ``frames`` uint8 (T+1, H, W, 3), ``actions`` float32 (T, 2) in env units,
-``states`` float32 (T+1, 5) (agent xy, block xy, block angle), ``reward_coverage`` / ``reward_dense``
-float32 (T,), ``coverage`` float32 (T+1,), ``contact`` bool (T,), ``terminated`` / ``truncated`` bool
+``states`` float32 (T+1, 5) (agent xy, block xy, block angle), ``reward_<label>`` float32 (T,) for every
+label of ``task.reward_types`` (labels that are functions of the state, ``pusht.STATE_REWARDS``, are
+derived from ``states`` when a file recorded before the label existed lacks them), ``coverage`` float32 (T+1,), ``contact`` bool (T,), ``terminated`` / ``truncated`` bool
 scalars and ``seed``. Episode ``i`` is fully determined by the dataset seed and ``i``, so a collection
 that is interrupted and re-run resumes where it stopped and gives the same data.
 """
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from .io import atomic_save_npz, atomic_write_text
-from .pusht import PUSHT, TaskSpec
+from .pusht import PUSHT, STATE_REWARDS, TaskSpec
 
 FORMAT_VERSION = 1
 EPISODE_KEYS = {
@@ -71,7 +72,19 @@ def load_episode(path: Path) -> dict[str, np.ndarray]:
             f"episode file {path} has inconsistent shapes: frames {ep['frames'].shape} {ep['frames'].dtype}, "
             f"actions {ep['actions'].shape}, states {ep['states'].shape}"
         )
+    for name, fn in STATE_REWARDS.items():  # a label of the state reached, t+1
+        ep.setdefault("reward_" + name, fn(ep["states"][1:]).astype(np.float32))
     return ep
+
+
+def _with_state_rewards(task: dict[str, Any]) -> dict[str, Any]:
+    """A Push-T task of an older collection, with the state-derived labels it lacks appended (in the
+    library's order), since :func:`load_episode` derives them."""
+    if task.get("name") != PUSHT.name:
+        return task
+    have = list(task.get("reward_types", []))
+    extra = [r for r in PUSHT.reward_types if r in STATE_REWARDS and r not in have]
+    return {**task, "reward_types": have + extra}
 
 
 def read_meta(root: Path) -> dict[str, Any]:
@@ -87,6 +100,8 @@ def read_meta(root: Path) -> dict[str, Any]:
             f"{root} has dataset format version {meta.get('format_version')}, this wm-gym reads version "
             f"{FORMAT_VERSION}; collect a new dataset into another directory"
         )
+    if isinstance(meta.get("task"), dict):
+        meta["task"] = _with_state_rewards(meta["task"])
     return meta
 
 
@@ -114,20 +129,21 @@ def collect_episode(index: int, seed: int, image_size: int, mix: dict[str, float
     policy.reset(rng)
     frame, info = gt.reset(seed=s % (2**31))
     frames, states, coverage = [frame], [info["state"]], [info["coverage"]]
-    actions, r_cov, r_dense, contact = [], [], [], []
+    actions, rewards, contact = [], {r: [] for r in PUSHT.reward_types}, []
     terminated = truncated = False
     while not (terminated or truncated):
         a = policy(info["state"])
-        frame, r, terminated, truncated, info = gt.step(a)
+        frame, _, terminated, truncated, info = gt.step(a)
         frames.append(frame); states.append(info["state"]); coverage.append(info["coverage"])
-        actions.append(a); r_cov.append(r); r_dense.append(info["reward_dense"]); contact.append(info["contact"])
+        actions.append(a); contact.append(info["contact"])
+        for name, values in rewards.items():
+            values.append(info["reward_" + name])
     gt.close()
     return {
         "frames": np.stack(frames).astype(np.uint8),
         "actions": np.stack(actions).astype(np.float32),
         "states": np.stack(states).astype(np.float32),
-        "reward_coverage": np.asarray(r_cov, np.float32),
-        "reward_dense": np.asarray(r_dense, np.float32),
+        **{"reward_" + name: np.asarray(values, np.float32) for name, values in rewards.items()},
         "coverage": np.asarray(coverage, np.float32),
         "contact": np.asarray(contact, bool),
         "terminated": np.asarray(terminated),

@@ -14,6 +14,17 @@ Reward labels (both computed from the true state):
                + |wrap(theta_T - theta_goal)| / pi  # block angle error (fraction of half a turn)
                + 0.5 * max(0, |p_agent - p_T| - 60) / 256 )  # agent far from the block
 
+* ``push`` -- ``dense`` with a reach term that asks for the agent *behind* the block, on the side away
+  from the goal, where pushing moves the block towards the goal (``dense`` pays for standing next to the
+  block on any side, so a policy that chases the block also pushes it away)::
+
+      push = -( |p_T - p_goal| / 256 + |wrap(theta_T - theta_goal)| / pi
+               + 0.5 * max(0, |p_agent - p_push| - 30) / 256 )
+      p_push = p_T + 60 * (p_T - p_goal) / sqrt(|p_T - p_goal|^2 + 20^2)   # -> p_T at the goal
+
+``dense`` and ``push`` are functions of the true state alone (:data:`STATE_REWARDS`): a collection
+recorded before a label existed gets it from its recorded states (:func:`wm_gym.data.load_split`).
+
 Success is ``coverage > 0.95`` exactly as gym-pusht.
 """
 
@@ -29,7 +40,7 @@ WORKSPACE = 512.0
 GOAL_POSE = np.array([256.0, 256.0, math.pi / 4])
 SUCCESS_THRESHOLD = 0.95
 AGENT_RADIUS = 15.0
-REWARD_TYPES = ("coverage", "dense")
+REWARD_TYPES = ("coverage", "dense", "push")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +111,36 @@ def dense_reward(state):
     return -(pos_err + ang_err + reach)
 
 
+PUSH_OFFSET, PUSH_SOFTNESS, PUSH_DEADZONE = 60.0, 20.0, 30.0
+
+
+def push_point(state):
+    """Where the agent pushes the block towards the goal from: ``PUSH_OFFSET`` px behind its centre."""
+    s = np.asarray(state, dtype=np.float64)
+    away = s[..., 2:4] - GOAL_POSE[:2]
+    scale = PUSH_OFFSET / np.sqrt(np.square(away).sum(-1, keepdims=True) + PUSH_SOFTNESS ** 2)
+    return s[..., 2:4] + away * scale
+
+
+def push_reward(state):
+    """The ``push`` reward of the module docstring, for one state (5,) or a batch (..., 5)."""
+    s = np.asarray(state, dtype=np.float64)
+    block, angle = s[..., 2:4], s[..., 4]
+    pos_err = np.linalg.norm(block - GOAL_POSE[:2], axis=-1) / 256.0
+    ang_err = np.abs(wrap_angle(angle - GOAL_POSE[2])) / np.pi
+    reach = 0.5 * np.maximum(0.0, np.linalg.norm(s[..., 0:2] - push_point(s), axis=-1) - PUSH_DEADZONE) / 256.0
+    return -(pos_err + ang_err + reach)
+
+
+# reward labels that are functions of the state reached (the others, like coverage, need the simulator)
+STATE_REWARDS = {"dense": dense_reward, "push": push_reward}
+
+
+def reward_labels(state, coverage: float) -> dict[str, float]:
+    """Every reward label of :data:`REWARD_TYPES` for one true state and its coverage."""
+    return {"coverage": float(coverage_reward(coverage)), **{k: float(fn(state)) for k, fn in STATE_REWARDS.items()}}
+
+
 def is_success(coverage) -> np.ndarray:
     return np.asarray(coverage) > SUCCESS_THRESHOLD
 
@@ -157,8 +198,7 @@ class PushTGroundTruth:
             "state": state,
             "coverage": cov,
             "is_success": bool(cov > SUCCESS_THRESHOLD),
-            "reward_coverage": float(coverage_reward(cov)),
-            "reward_dense": float(dense_reward(state)),
+            **{f"reward_{name}": r for name, r in reward_labels(state, cov).items()},
             "contact": self.in_contact(),
         }
 

@@ -17,6 +17,10 @@ The reward model trains in the same loop on the same batches (it is ~50x cheaper
 for ``--reward-steps`` steps. Behaviour data of Push-T holds almost no successes, so for the ``pusht``
 task the reward model also sees frames rendered by the real simulator near the goal pose (labelled by
 the simulator) -- ``--goal-frames`` of them, a held-out set of which measures the success F1.
+
+``--reward-only --init-from DIR`` keeps DIR's denoiser as it is and trains only the reward model, for
+``--reward-steps`` steps: how a saved world model learns a reward label added after it was trained
+(its reward model starts afresh when its labels differ from the collection's).
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ class TrainGlobalArgs:
     lr_final: float = field(default=3e-5, metadata={"help": "learning rate reached at --steps when decaying"})
     grad_clip: float = field(default=1.0, metadata={"help": "gradient-norm clip"})
     ema_decay: float = field(default=0.999, metadata={"help": "EMA decay of the saved weights"})
+    reward_only: bool = field(default=False, metadata={
+        "help": "with --init-from: keep its denoiser, train only the reward model for --reward-steps steps"})
     context: int = field(default=4, metadata={"help": "context frames K"})
     widths: str = field(default="32,64,64", metadata={"help": "UNet block widths"})
     layers_per_block: int = field(default=1, metadata={"help": "resnet layers per UNet block"})
@@ -316,6 +322,8 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
     random.seed(args.seed); np.random.seed(args.seed); torch.manual_seed(args.seed)
     device = torch.device(args.device)
 
+    if args.reward_only and not args.init_from:
+        raise ValueError("--reward-only trains the reward model of a saved global model: pass --init-from DIR")
     if args.lr_decay_start and args.steps <= args.lr_decay_start:
         raise ValueError(f"--lr-decay-start {args.lr_decay_start} needs --steps above it (got --steps {args.steps})")
     # -- a run started from a saved model takes its architecture (before the data: K sets the windows)
@@ -328,6 +336,7 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
         args.context, args.patch = den_cfg["context"], den_cfg["patch"]
         args.widths = ",".join(str(w) for w in den_cfg["block_out_channels"])
         args.layers_per_block = den_cfg["layers_per_block"]
+        args.sampler_steps = init.sampler.num_steps
     # -- data ---------------------------------------------------------------------------------------
     max_ep = args.max_episodes or None
     train_set = TransitionDataset(args.data, "train", args.context, args.val_fraction, args.seed, max_episodes=max_ep)
@@ -355,8 +364,17 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
     opt_r = torch.optim.AdamW(rm.parameters(), lr=args.reward_lr, weight_decay=args.weight_decay)
     step, samples = 0, 0
     if init is not None:
-        for mod, src in ((den, init.denoiser), (ema_den, init.denoiser), (rm, init.reward_model),
-                         (ema_rm, init.reward_model)):
+        pairs = [(den, init.denoiser), (ema_den, init.denoiser)]
+        if tuple(init.task.reward_types) == tuple(task.reward_types):
+            pairs += [(rm, init.reward_model), (ema_rm, init.reward_model)]
+        elif not args.reward_only:
+            raise DatasetError(f"--init-from {args.init_from} predicts the reward labels {list(init.task.reward_types)}, "
+                               f"the data has {list(task.reward_types)}: add --reward-only to train a new reward "
+                               "model for it first")
+        else:
+            tqdm.write(f"reward labels {list(init.task.reward_types)} -> {list(task.reward_types)}: "
+                       "the reward model starts afresh")
+        for mod, src in pairs:
             mod.load_state_dict({k: v.float() for k, v in src.state_dict().items()})
     if args.resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
@@ -395,7 +413,9 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
         return logs
 
     # -- loop ---------------------------------------------------------------------------------------
-    extra = 1 if args.self_forcing > 0 else 0
+    extra = 1 if args.self_forcing > 0 and not args.reward_only else 0
+    if args.reward_only:
+        args.steps = args.reward_steps
     batches = WindowBatcher(train_set.episodes, task, args.context, extra)(args.batch_size, args.seed + step)
     n_forced = int(round(args.self_forcing * args.batch_size))
     rng = np.random.default_rng(args.seed + step)
@@ -406,6 +426,7 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
     den.train(); rm.train()
     while time.time() < deadline and not (args.steps and step >= args.steps):
         batch = {k: v.to(device) for k, v in next(batches).items()}
+        train_logs: dict[str, float] = {}
         if extra:
             # self-forcing (scheduled sampling): the last context frame of n_forced windows is the model's
             # own 1-step prediction of it, so the delta target also repairs the model's artifacts
@@ -416,16 +437,18 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
             batch["obs"], batch["act"] = obs, act
         for g in opt.param_groups:
             g["lr"] = learning_rate(args, step)
-        sigma = None
-        if args.sampler_sigma_frac > 0:
-            sigma = den.sample_training_sigma(args.batch_size, device)
-            sigma[: int(round(args.sampler_sigma_frac * args.batch_size))] = sampler.sigma_max
-        loss, train_logs = den.loss(batch, sigma)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(den.parameters(), args.grad_clip)
-        opt.step()
-        ema_update(ema_den, den, min(args.ema_decay, (1 + step) / (10 + step)))  # EMA warm-up
+        if not args.reward_only:
+            sigma = None
+            if args.sampler_sigma_frac > 0:
+                sigma = den.sample_training_sigma(args.batch_size, device)
+                sigma[: int(round(args.sampler_sigma_frac * args.batch_size))] = sampler.sigma_max
+            loss, train_logs = den.loss(batch, sigma)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(den.parameters(), args.grad_clip)
+            opt.step()
+            ema_update(ema_den, den, min(args.ema_decay, (1 + step) / (10 + step)))  # EMA warm-up
+            train_logs["grad_norm"] = float(gnorm)
 
         if step < args.reward_steps:
             rbatch = {k: batch[k] for k in ("next_obs", "rew", "success")}
@@ -447,11 +470,10 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
             now = time.time()
             for k, v in train_logs.items():
                 writer.add_scalar("losses/" + k, v, step)
-            writer.add_scalar("losses/grad_norm", float(gnorm), step)
             writer.add_scalar("charts/samples_per_s", (samples - samples_log) / (now - t_log), step)
             writer.add_scalar("charts/lr", opt.param_groups[0]["lr"], step)
             t_log, samples_log = now, samples
-            bar.set_postfix(loss=f"{train_logs['loss_denoising']:.4f}")
+            bar.set_postfix(loss=f"{train_logs.get('loss_denoising', train_logs.get('loss_reward', 0.0)):.4f}")
         if step % args.eval_every == 0:
             logs = validate()
         if time.time() - last_save > 60 * args.save_every_minutes:

@@ -112,6 +112,11 @@ class WorldModel:
                 f"surrogate (image_size={surrogate.config.image_size}, context={surrogate.config.context}) does "
                 f"not match the global model (image_size={size}, context={global_model.context}) in {path}. {hint}"
             )
+        if tuple(surrogate.config.reward_types) != tuple(task.reward_types):
+            raise CheckpointError(
+                f"the surrogate's reward labels {list(surrogate.config.reward_types)} differ from the global "
+                f"model's {list(task.reward_types)} in {path}: train both on the same collection. {hint}"
+            )
         return cls(global_model, surrogate, start_frames, task, path, device)
 
 

@@ -86,7 +86,8 @@ class WMPushTEnv(gym.Env):
 
     ## Rewards
     ``reward_type="coverage"`` (default): gym-pusht's ``clip(coverage / 0.95, 0, 1)`` predicted by the
-    reward model; ``"dense"``: the shaped reward of :mod:`wm_gym.pusht`.
+    reward model; ``"dense"`` and ``"push"``: the shaped rewards of :mod:`wm_gym.pusht` (``push`` asks for the
+    agent behind the block, on the side away from the goal); any label of the checkpoint's ``task.reward_types``.
 
     ## Starting State
     A real initial frame from the bank stored with the checkpoint (drawn with the env's seeded rng),
@@ -98,7 +99,7 @@ class WMPushTEnv(gym.Env):
 
     ## Arguments
     * ``obs_type``: ``"pixels"`` or ``"latent"``.
-    * ``reward_type``: ``"coverage"`` or ``"dense"``.
+    * ``reward_type``: ``"coverage"``, ``"dense"`` or ``"push"`` (the checkpoint's ``task.reward_types``).
     * ``checkpoint``: a world-model directory (default: the shipped Push-T model).
     * ``device``: torch device for the models (``"cpu"`` or ``"cuda"``).
     * ``num_sampling_steps``: diffusion sampler steps (default: the checkpoint's).

@@ -15,6 +15,8 @@ from diffusers import ModelMixin
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
+from ..pusht import REWARD_TYPES
+
 
 @dataclass
 class RewardOutput:
@@ -42,7 +44,7 @@ class RewardModel(ModelMixin, ConfigMixin):
         self,
         image_size: int = 64,
         image_channels: int = 3,
-        num_rewards: int = 2,
+        num_rewards: int = len(REWARD_TYPES),
         channels: tuple[int, ...] = (32, 64, 64, 128),
         hidden: int = 256,
         success_pos_weight: float = 10.0,
