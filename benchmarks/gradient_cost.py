@@ -40,10 +40,56 @@ import torch
 METHODS = ("bptt_diffusion", "fog", "surrogate")
 
 
-def _actor(latent_dim: int, seed: int) -> torch.nn.Module:
+def make_actor(latent_dim: int, seed: int, head_scale: float = 1.0) -> torch.nn.Module:
+    """A deterministic actor z -> a in [-1, 1]^2 (seeded); ``head_scale`` < 1 shrinks the last layer so that
+    it starts near the middle of the action box, as FoG's actor does."""
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(latent_dim, 128), torch.nn.SiLU(), torch.nn.Linear(128, 2),
-                               torch.nn.Tanh())
+    actor = torch.nn.Sequential(torch.nn.Linear(latent_dim, 128), torch.nn.SiLU(), torch.nn.Linear(128, 2),
+                                torch.nn.Tanh())
+    with torch.no_grad():
+        actor[2].weight.mul_(head_scale)
+        actor[2].bias.mul_(head_scale)
+    return actor
+
+
+def policy_objective(method: str, sim, actor: torch.nn.Module, wm, reward_type: str, horizon: int,
+                     sampler_steps: int | None = None, gamma: float = 0.99) -> torch.Tensor:
+    """J = sum_t gamma^t r_t (mean over the sim's envs) of ``actor`` from the sim's current state, as a
+    graph whose gradient is the one ``method`` computes (see the module docstring); steps ``sim``."""
+    from fog_trainer.fog import fog_step
+
+    task, gm, sur = wm.task, wm.global_model, wm.surrogate
+    ridx = task.reward_types.index(reward_type)
+    J = torch.zeros((), device=sim.latent.device)
+    if method == "fog":
+        z = sim.latent.clone()
+        for t in range(horizon):
+            a = task.unnormalize_action(actor(z))
+            out = sim.step(a.detach(), with_jacobians=True)
+            z, r = fog_step(z, a, out.final_latent, out.reward, out.lin)
+            J = J + gamma**t * r.mean()
+    elif method == "surrogate":
+        z = sim.latent.clone()
+        for t in range(horizon):
+            a = actor(z)
+            r = sur.reward(z, a)[:, ridx]
+            z = sur.next(z, a)
+            J = J + gamma**t * r.mean()
+    elif method == "bptt_diffusion":
+        ctx, past = sim.obs_ctx.clone(), sim.past_act.clone()
+        z = sur.encode(ctx)
+        for t in range(horizon):
+            a = actor(z)
+            act = torch.cat([past, a[:, None]], dim=1)
+            nxt = gm.sampler.integrate(gm.denoiser, ctx, act, sim.draw_noise(), num_steps=sampler_steps)
+            r = gm.reward_model(nxt).rew[:, ridx]
+            ctx = torch.cat([ctx[:, 1:], nxt[:, None]], dim=1)
+            past = torch.cat([past[:, 1:], a[:, None]], dim=1)
+            z = sur.encode(ctx)
+            J = J + gamma**t * r.mean()
+    else:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return J
 
 
 def _peak_bytes(device: torch.device) -> int:
@@ -53,23 +99,15 @@ def _peak_bytes(device: torch.device) -> int:
 
 
 def run_method(method: str, args) -> dict:
-    from fog_trainer.fog import fog_step
     from wm_gym.envs import WorldModel, WorldModelSimulator
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     wm = WorldModel.load(args.checkpoint, device)
-    task, gm, sur = wm.task, wm.global_model, wm.surrogate
-    ridx = task.reward_types.index(args.reward_type)
     sim = WorldModelSimulator(wm, args.num_envs, args.reward_type, max_episode_steps=10**9)
     sim.seed([args.seed + i for i in range(args.num_envs)])
     sim.reset_envs(range(args.num_envs))
-    actor = _actor(wm.latent_dim, args.seed).to(device)
-    gamma = 0.99
-
-    def act_env(z):  # actor output in [-1, 1] -> env units
-        return task.unnormalize_action(actor(z))
-
+    actor = make_actor(wm.latent_dim, args.seed).to(device)
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)
@@ -83,35 +121,7 @@ def run_method(method: str, args) -> dict:
     hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x)
     hooks.__enter__()
     t0 = time.perf_counter()
-    J = torch.zeros((), device=device)
-    if method == "fog":
-        z = sim.latent.clone()
-        for t in range(args.horizon):
-            a = act_env(z)
-            out = sim.step(a.detach(), with_jacobians=True)
-            z, r = fog_step(z, a, out.final_latent, out.reward, out.lin)
-            J = J + gamma**t * r.mean()
-    elif method == "surrogate":
-        z = sim.latent.clone()
-        for t in range(args.horizon):
-            a = actor(z)
-            r = sur.reward(z, a)[:, ridx]
-            z = sur.next(z, a)
-            J = J + gamma**t * r.mean()
-    elif method == "bptt_diffusion":
-        ctx, past = sim.obs_ctx.clone(), sim.past_act.clone()
-        z = sur.encode(ctx)
-        for t in range(args.horizon):
-            a = actor(z)
-            act = torch.cat([past, a[:, None]], dim=1)
-            nxt = gm.sampler.integrate(gm.denoiser, ctx, act, sim.draw_noise(), num_steps=args.sampler_steps)
-            r = gm.reward_model(nxt).rew[:, ridx]
-            ctx = torch.cat([ctx[:, 1:], nxt[:, None]], dim=1)
-            past = torch.cat([past[:, 1:], a[:, None]], dim=1)
-            z = sur.encode(ctx)
-            J = J + gamma**t * r.mean()
-    else:
-        raise ValueError(method)
+    J = policy_objective(method, sim, actor, wm, args.reward_type, args.horizon, args.sampler_steps)
     if device.type == "cuda":
         torch.cuda.synchronize()
     t1 = time.perf_counter()

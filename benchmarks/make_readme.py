@@ -134,6 +134,22 @@ def section() -> str:
     else:
         out.append("not run yet")
 
+    asc = _load("fog_ascent.json")
+    out.append("\n### Does a step along FoG's gradient raise the global return? (`benchmarks/fog_ascent.py`)\n")
+    if asc:
+        H, L, st = asc["horizon"], asc["eval_horizon"], asc["start"]
+        out.append(f"The actor FoG starts from (about the middle of the box), N = {asc['num_envs']} seeded starts, "
+                   f"fixed diffusion noise, `{asc['reward_type']}` reward: its weights moved by eta along each unit "
+                   f"gradient of the {H}-step return; deterministic global-model return after the step. At the start: "
+                   f"J_{H} {st['J_H']:.3f}, J_{L} {st['J_long']:.3f}. Cosines between the directions: "
+                   + ", ".join(f"{k.replace('_vs_', ' / ')} {v:.2f}" for k, v in asc["cosines"].items()) + ".\n")
+        out.append(f"| direction | eta | change of global J_{H} | change of global J_{L} |")
+        out.append("|---|---|---|---|")
+        for r in asc["steps"]:
+            out.append(f"| {r['direction']} | {r['eta']:g} | {r['J_H'] - st['J_H']:+.3f} | {r['J_long'] - st['J_long']:+.3f} |")
+    else:
+        out.append("not run yet")
+
     es = _load("env_speed.json")
     out.append("\n### Env speed (`benchmarks/env_speed.py`)\n")
     if es:

@@ -23,7 +23,8 @@ for s in $stages; do
            ;;
     gradients) python benchmarks/gradient_cost.py --json-out $R/gradient_cost.json
                python benchmarks/gradient_fidelity.py --global-model $CKPT/global_model --surrogate $CKPT/surrogate --truth --starts 64 \
-                 --data "$DATA" --json $R/gradient_fidelity.json > $R/gradient_fidelity.md ;;
+                 --data "$DATA" --json $R/gradient_fidelity.json > $R/gradient_fidelity.md
+               python benchmarks/fog_ascent.py --json-out $R/fog_ascent.json ;;
     fidelity) wm-gym eval-fidelity --model $CKPT --probe "$PROBE" --data "$DATA" --out $R/fidelity --progress false ;;
     fog) python examples/fog_pusht.py --out runs/fog_example && cp runs/fog_example/summary.json $R/fog_example.json
          cp runs/fog_example/learning_curve.png $R/fog_learning_curve.png
