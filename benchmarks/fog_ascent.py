@@ -5,7 +5,8 @@ actor FoG starts from (about the middle of the action box) and N seeded starts w
 compute the gradient of the H-step return J_H with each method of ``gradient_cost.py`` (FoG: surrogate
 Jacobians at the global states; ``bptt_diffusion``: exact, through the sampler; ``surrogate``: imagination),
 then move the actor's weights by ``eta`` along each unit-norm direction and measure the *global* return
-again, over H steps and over a longer horizon (deterministic actions, same starts and noise).
+again, over H steps and over a longer horizon (deterministic actions, same starts and noise). A seeded
+random unit direction is the control: what any step of that size does.
 
     python benchmarks/fog_ascent.py --json-out OUT.json      # shipped model, N=64, H=16, ~3 min on 2 cores
     python benchmarks/fog_ascent.py --smoke --checkpoint DIR
@@ -72,6 +73,8 @@ def main() -> None:
         policy_objective(method, fresh_sim(), actor, wm, args.reward_type, args.horizon).backward()
         g = torch.cat([q.grad.flatten() for q in actor.parameters()])
         directions[method] = g / g.norm().clamp_min(1e-30)
+    rand = torch.randn(theta0.shape, generator=torch.Generator().manual_seed(args.seed))
+    directions["random"] = rand / rand.norm()
     base = {"J_H": global_return(args.horizon), "J_long": global_return(args.eval_horizon)}
     for method, d in directions.items():
         for eta in [float(e) for e in args.etas.split(",")]:
@@ -80,6 +83,7 @@ def main() -> None:
                          "J_long": global_return(args.eval_horizon)})
     torch.nn.utils.vector_to_parameters(theta0, actor.parameters())
     cos = {f"{a}_vs_{b}": float(directions[a] @ directions[b]) for a in METHODS for b in METHODS if a < b}
+    cos.update({f"{a}_vs_random": float(directions[a] @ directions["random"]) for a in METHODS})
     summary = {"num_envs": args.num_envs, "horizon": args.horizon, "eval_horizon": args.eval_horizon,
                "reward_type": args.reward_type, "seed": args.seed, "start": base, "cosines": cos, "steps": rows}
     print(f"| direction | eta | global J_{args.horizon} | change | global J_{args.eval_horizon} | change |")

@@ -33,8 +33,8 @@ def test_gradient_cost_smoke(tiny_checkpoint):
 def test_fog_ascent_smoke(tiny_checkpoint, tmp_path):
     _run(["benchmarks/fog_ascent.py", "--smoke", "--checkpoint", str(tiny_checkpoint), "--json-out", str(tmp_path / "a.json")])
     res = json.loads((tmp_path / "a.json").read_text())
-    assert {r["direction"] for r in res["steps"]} == {"bptt_diffusion", "fog", "surrogate"}
-    assert all(abs(c) <= 1 + 1e-6 for c in res["cosines"].values()) and len(res["steps"]) == 12
+    assert {r["direction"] for r in res["steps"]} == {"bptt_diffusion", "fog", "surrogate", "random"}
+    assert all(abs(c) <= 1 + 1e-6 for c in res["cosines"].values()) and len(res["steps"]) == 16
 
 
 def test_gradient_fidelity_smoke():
