@@ -24,7 +24,7 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from gradient_cost import METHODS, make_actor, policy_objective  # noqa: E402
+from gradient_cost import GAMMA, METHODS, make_actor, policy_objective  # noqa: E402
 
 
 def main() -> None:
@@ -64,7 +64,7 @@ def main() -> None:
             for t in range(horizon):
                 out = sim.step(wm.task.unnormalize_action(actor(z)), with_jacobians=False)
                 z = out.final_latent
-                J += 0.99**t * float(out.reward.mean())
+                J += GAMMA**t * float(out.reward.mean())
         return J
 
     directions, rows = {}, []

@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 
 METHODS = ("bptt_diffusion", "fog", "surrogate")
+GAMMA = 0.99  # discount of the differentiated return
 
 
 def make_actor(latent_dim: int, seed: int, head_scale: float = 1.0) -> torch.nn.Module:
@@ -53,7 +54,7 @@ def make_actor(latent_dim: int, seed: int, head_scale: float = 1.0) -> torch.nn.
 
 
 def policy_objective(method: str, sim, actor: torch.nn.Module, wm, reward_type: str, horizon: int,
-                     sampler_steps: int | None = None, gamma: float = 0.99) -> torch.Tensor:
+                     sampler_steps: int | None = None, gamma: float = GAMMA) -> torch.Tensor:
     """J = sum_t gamma^t r_t (mean over the sim's envs) of ``actor`` from the sim's current state, as a
     graph whose gradient is the one ``method`` computes (see the module docstring); steps ``sim``."""
     from fog_trainer.fog import fog_step

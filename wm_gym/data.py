@@ -73,7 +73,8 @@ def load_episode(path: Path) -> dict[str, np.ndarray]:
             f"actions {ep['actions'].shape}, states {ep['states'].shape}"
         )
     for name, fn in STATE_REWARDS.items():  # a label of the state reached, t+1
-        ep.setdefault("reward_" + name, fn(ep["states"][1:]).astype(np.float32))
+        if "reward_" + name not in ep:
+            ep["reward_" + name] = fn(ep["states"][1:]).astype(np.float32)
     return ep
 
 

@@ -101,14 +101,22 @@ def coverage_reward(coverage):
     return np.clip(np.asarray(coverage, dtype=np.float64) / SUCCESS_THRESHOLD, 0.0, 1.0)
 
 
+def _block_pose_error(s: np.ndarray) -> np.ndarray:
+    """Position error (px / 256) plus angle error (fraction of half a turn) of the block, the part of the
+    shaped rewards that only pushing changes."""
+    pos_err = np.linalg.norm(s[..., 2:4] - GOAL_POSE[:2], axis=-1) / 256.0
+    return pos_err + np.abs(wrap_angle(s[..., 4] - GOAL_POSE[2])) / np.pi
+
+
+def _reach_penalty(agent: np.ndarray, target: np.ndarray, deadzone: float) -> np.ndarray:
+    """``0.5 * max(0, |agent - target| - deadzone) / 256``: the agent far from where it should be."""
+    return 0.5 * np.maximum(0.0, np.linalg.norm(agent - target, axis=-1) - deadzone) / 256.0
+
+
 def dense_reward(state):
     """The shaped reward of the module docstring, for one state (5,) or a batch (..., 5)."""
     s = np.asarray(state, dtype=np.float64)
-    agent, block, angle = s[..., 0:2], s[..., 2:4], s[..., 4]
-    pos_err = np.linalg.norm(block - GOAL_POSE[:2], axis=-1) / 256.0
-    ang_err = np.abs(wrap_angle(angle - GOAL_POSE[2])) / np.pi
-    reach = 0.5 * np.maximum(0.0, np.linalg.norm(agent - block, axis=-1) - 60.0) / 256.0
-    return -(pos_err + ang_err + reach)
+    return -(_block_pose_error(s) + _reach_penalty(s[..., 0:2], s[..., 2:4], 60.0))
 
 
 PUSH_OFFSET, PUSH_SOFTNESS, PUSH_DEADZONE = 60.0, 20.0, 30.0
@@ -125,11 +133,7 @@ def push_point(state):
 def push_reward(state):
     """The ``push`` reward of the module docstring, for one state (5,) or a batch (..., 5)."""
     s = np.asarray(state, dtype=np.float64)
-    block, angle = s[..., 2:4], s[..., 4]
-    pos_err = np.linalg.norm(block - GOAL_POSE[:2], axis=-1) / 256.0
-    ang_err = np.abs(wrap_angle(angle - GOAL_POSE[2])) / np.pi
-    reach = 0.5 * np.maximum(0.0, np.linalg.norm(s[..., 0:2] - push_point(s), axis=-1) - PUSH_DEADZONE) / 256.0
-    return -(pos_err + ang_err + reach)
+    return -(_block_pose_error(s) + _reach_penalty(s[..., 0:2], push_point(s), PUSH_DEADZONE))
 
 
 # reward labels that are functions of the state reached (the others, like coverage, need the simulator)

@@ -435,9 +435,9 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
                 obs[:n_forced, -1] = sampler.sample(den, batch["obs"][:n_forced, :-1], batch["act"][:n_forced, :-1],
                                                     num_steps=1)
             batch["obs"], batch["act"] = obs, act
-        for g in opt.param_groups:
-            g["lr"] = learning_rate(args, step)
         if not args.reward_only:
+            for g in opt.param_groups:
+                g["lr"] = learning_rate(args, step)
             sigma = None
             if args.sampler_sigma_frac > 0:
                 sigma = den.sample_training_sigma(args.batch_size, device)
