@@ -29,7 +29,8 @@ for s in $stages; do
     fog) python examples/fog_pusht.py --out runs/fog_example && cp runs/fog_example/summary.json $R/fog_example.json
          cp runs/fog_example/learning_curve.png $R/fog_learning_curve.png
          python benchmarks/ground_truth_eval.py --policy runs/fog_example/policy --seeds 50 --json $R/fog_ground_truth_50.json
-         python benchmarks/fog_before_after.py --checkpoint runs/fog_example/checkpoint.pt > $R/fog_before_after.json ;;
+         python benchmarks/fog_before_after.py --checkpoint runs/fog_example/checkpoint.pt > $R/fog_before_after.json
+         python benchmarks/reward_terms.py --policy runs/fog_example/policy --seeds 10 > $R/fog_reward_terms.json ;;
     efficiency) python benchmarks/sample_efficiency.py --quick ;;
     readme) python benchmarks/make_readme.py ;;
     *) echo "unknown stage $s"; exit 2 ;;
