@@ -7,6 +7,8 @@ writes mean max coverage, mean final coverage, success rate and the mean return 
 Policies: the trained one (``fog``), the same network before training (``fog_untrained``: a freshly
 initialised actor on the same encoder, i.e. what learning started from; its deterministic action is the
 middle of the workspace), uniform random targets, and the scripted pusher that reads the true state.
+The FoG policies act with the tanh of the mean; ``fog_sampled`` and ``fog_untrained_sampled`` are the same
+two networks acting with sampled actions (the stochastic policy FoG optimises; noise seeded per episode).
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ def main() -> None:
     p.add_argument("--max-steps", type=int, default=300)
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
-    from fog_trainer import FoGPolicy, RandomPolicy, ScriptedPusher, evaluate_in_ground_truth
+    from fog_trainer import FoGPolicy, RandomPolicy, SampledPolicy, ScriptedPusher, evaluate_in_ground_truth
 
     policy = FoGPolicy.load(args.policy)
     untrained = policy.untrained(seed=0)
     kw = dict(seeds=range(args.seeds), image_size=int(policy.surrogate.config.image_size), max_steps=args.max_steps)
     results = {name: evaluate_in_ground_truth(pol, **kw) for name, pol in
-               (("fog", policy), ("fog_untrained", untrained), ("random", RandomPolicy()),
+               (("fog", policy), ("fog_untrained", untrained), ("fog_sampled", SampledPolicy(policy)),
+                ("fog_untrained_sampled", SampledPolicy(untrained)), ("random", RandomPolicy()),
                 ("scripted_privileged", ScriptedPusher()))}
     summary = {name: {k: v for k, v in r.items() if not isinstance(v, (list, tuple))} for name, r in results.items()}
     summary["settings"] = {"policy": args.policy, "seeds": args.seeds, "max_steps": args.max_steps}

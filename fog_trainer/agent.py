@@ -72,21 +72,36 @@ class RunningMeanStd(nn.Module):
 
 
 class Actor(nn.Module):
-    """pi(a | z): ``a = low + (tanh(u) + 1) / 2 * (high - low)``, ``u ~ N(mu(z), exp(log_std))``.
+    """pi(a | z): a Gaussian ``u ~ N(mu(z), exp(log_std))`` squashed by tanh into the action Box (env units).
+
+    Two parameterisations of the action:
+
+    * absolute (``max_offset=0``): ``a = low + (tanh(u) + 1) / 2 * (high - low)``, anywhere in the Box;
+    * anchored (``max_offset > 0``): ``a = clip(anchor(z_raw) + max_offset * tanh(u), low, high)`` where
+      ``anchor`` is a fixed affine read-out of the un-normalised latent in action units (Push-T: the
+      surrogate's estimate of the agent position, :meth:`set_anchor`). A target a bounded step from the
+      agent is what the world model's training data holds; absolute targets let a policy jump hundreds
+      of pixels per step, where the world model has never been trained (``benchmarks/results``).
 
     ``log_prob`` is of the squashed action in [-1, 1]^m (independent of the env's units, so the entropy
     bonus does not depend on the workspace size).
     """
 
     def __init__(self, latent_dim: int, action_low, action_high, hidden: Sequence[int] = (256, 256),
-                 init_log_std: float = -0.5):
+                 init_log_std: float = -0.5, max_offset: float = 0.0):
         super().__init__()
         low = torch.as_tensor(action_low, dtype=torch.float32).reshape(-1)
         high = torch.as_tensor(action_high, dtype=torch.float32).reshape(-1)
         if low.shape != high.shape or not bool(torch.all(high > low)):
             raise ValueError(f"action bounds need low < high of one shape, got low={low}, high={high}")
+        if not max_offset >= 0.0:
+            raise ValueError(f"max_offset must be >= 0 (0: absolute actions), got {max_offset}")
         self.register_buffer("low", low)
         self.register_buffer("high", high)
+        self.max_offset = float(max_offset)
+        if self.max_offset > 0:  # set by set_anchor; buffers so that save / load carry them
+            self.register_buffer("anchor_weight", torch.zeros(low.numel(), latent_dim))
+            self.register_buffer("anchor_bias", (low + high) / 2)
         self.net = mlp(latent_dim, hidden, low.numel())
         nn.init.uniform_(self.net[-1].weight, -1e-3, 1e-3)
         nn.init.zeros_(self.net[-1].bias)
@@ -97,12 +112,26 @@ class Actor(nn.Module):
         """Widths of the hidden layers (the ``hidden`` argument it was built with)."""
         return [m.out_features for m in self.net[:-1] if isinstance(m, nn.Linear)]
 
-    def to_env_units(self, squashed: torch.Tensor) -> torch.Tensor:
-        return self.low + (squashed + 1.0) * 0.5 * (self.high - self.low)
+    @torch.no_grad()
+    def set_anchor(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """The anchor ``weight @ z_raw + bias`` (action units) of an anchored actor: weight (m, d), bias (m,)."""
+        if self.max_offset <= 0:
+            raise ValueError("set_anchor needs an anchored actor (max_offset > 0)")
+        self.anchor_weight.copy_(torch.as_tensor(weight).reshape(self.anchor_weight.shape))
+        self.anchor_bias.copy_(torch.as_tensor(bias).reshape(self.anchor_bias.shape))
 
-    def forward(self, z: torch.Tensor, deterministic: bool = False, generator: torch.Generator | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns ``(action in env units (B, m), log_prob (B,))``, differentiable w.r.t. ``z`` and the weights."""
+    def to_env_units(self, squashed: torch.Tensor, raw_z: torch.Tensor | None = None) -> torch.Tensor:
+        if self.max_offset <= 0:
+            return self.low + (squashed + 1.0) * 0.5 * (self.high - self.low)
+        if raw_z is None:
+            raise ValueError("an anchored actor (max_offset > 0) needs the un-normalised latent raw_z")
+        anchor = raw_z @ self.anchor_weight.T + self.anchor_bias
+        return torch.minimum(torch.maximum(anchor + self.max_offset * squashed, self.low), self.high)
+
+    def forward(self, z: torch.Tensor, deterministic: bool = False, generator: torch.Generator | None = None,
+                raw_z: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns ``(action in env units (B, m), log_prob (B,))``, differentiable w.r.t. ``z``, ``raw_z`` and
+        the weights; ``z`` is the (normalised) actor input, ``raw_z`` the latent the anchor reads."""
         mu = self.net(z)
         std = self.log_std.clamp(-5.0, 2.0).exp().expand_as(mu)
         eps = torch.zeros_like(mu) if deterministic else torch.randn(
@@ -111,7 +140,7 @@ class Actor(nn.Module):
         log_prob = (-0.5 * eps.square() - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
         # log |d tanh(u) / du| = 2 (log 2 - u - softplus(-2u)), stable for large |u| (SAC, Haarnoja et al. 2018)
         log_prob = log_prob - (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
-        return self.to_env_units(torch.tanh(u)), log_prob
+        return self.to_env_units(torch.tanh(u), raw_z), log_prob
 
 
 class Critic(nn.Module):
@@ -182,13 +211,16 @@ class FoGPolicy(nn.Module):
     def device(self) -> torch.device:
         return self.actor.low.device
 
-    def latent_action(self, z: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        z = self.obs_rms.normalize(z) if self.obs_norm else z
-        return self.actor(z, deterministic=deterministic)[0]
+    def latent_action(self, z: torch.Tensor, deterministic: bool = True,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        x = self.obs_rms.normalize(z) if self.obs_norm else z
+        return self.actor(x, deterministic=deterministic, generator=generator, raw_z=z)[0]
 
     @torch.no_grad()
-    def predict(self, frames, deterministic: bool = True) -> np.ndarray:
-        """Action(s) for K context frames uint8 (K, H, W, 3) -> (m,), or a batch (B, K, H, W, 3) -> (B, m)."""
+    def predict(self, frames, deterministic: bool = True, generator: torch.Generator | None = None) -> np.ndarray:
+        """Action(s) for K context frames uint8 (K, H, W, 3) -> (m,), or a batch (B, K, H, W, 3) -> (B, m).
+
+        With ``deterministic=False`` the action is sampled (noise from ``generator``, else torch's global RNG)."""
         obs = torch.as_tensor(np.asarray(frames), device=self.device)
         single = obs.ndim == 4
         obs = obs[None] if single else obs
@@ -196,25 +228,29 @@ class FoGPolicy(nn.Module):
             raise ValueError(f"frames must be uint8 ({self.context}, H, W, 3) or (B, {self.context}, H, W, 3), "
                              f"got {obs.dtype} {tuple(obs.shape)}")
         z = self.surrogate.encode(frames_to_tensor(obs))
-        action = self.latent_action(z, deterministic).cpu().numpy()
+        action = self.latent_action(z, deterministic, generator).cpu().numpy()
         return action[0] if single else action
 
     def reset(self) -> None:
         """Forget the context (call at every episode start)."""
         self._history = FrameHistory(self.context)
 
-    def act(self, frame: np.ndarray, deterministic: bool = True) -> np.ndarray:
+    def act(self, frame: np.ndarray, deterministic: bool = True, generator: torch.Generator | None = None
+            ) -> np.ndarray:
         """Action (m,) for the newest frame uint8 (H, W, 3); the first frame of an episode is repeated K times."""
-        return self.predict(self._history.push(frame), deterministic)
+        return self.predict(self._history.push(frame), deterministic, generator)
 
     def untrained(self, seed: int = 0) -> "FoGPolicy":
         """The same policy before training: this encoder with a freshly initialised actor (seeded) and no
         observation statistics. A baseline that tells what learning changed; its deterministic action is
-        about the middle of the action box (the actor's last layer starts near zero)."""
+        about the middle of the action box (the actor's last layer starts near zero), or, for an anchored
+        actor, about the anchor (the agent stays where it is)."""
         a = self.actor
         with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's global RNG
             torch.manual_seed(seed)
-            actor = Actor(a.net[0].in_features, a.low.cpu(), a.high.cpu(), a.hidden)
+            actor = Actor(a.net[0].in_features, a.low.cpu(), a.high.cpu(), a.hidden, max_offset=a.max_offset)
+        if a.max_offset > 0:
+            actor.set_anchor(a.anchor_weight.cpu(), a.anchor_bias.cpu())
         return FoGPolicy(self.surrogate, actor, None, self.context, self.obs_norm).to(self.device).eval()
 
     # -- persistence ----------------------------------------------------------------------------
@@ -242,6 +278,7 @@ class FoGPolicy(nn.Module):
                 "actor_hidden": self.actor.hidden,
                 "action_low": self.actor.low.tolist(),
                 "action_high": self.actor.high.tolist(),
+                "max_offset": self.actor.max_offset,
             }
             (tmp / "policy.json").write_text(json.dumps(meta, indent=2))
         return path
@@ -261,7 +298,8 @@ class FoGPolicy(nn.Module):
 
         with quiet_diffusers():
             surrogate = _import_class(meta["surrogate_class"]).from_pretrained(path / "surrogate")
-        actor = Actor(meta["latent_dim"], meta["action_low"], meta["action_high"], hidden=meta["actor_hidden"])
+        actor = Actor(meta["latent_dim"], meta["action_low"], meta["action_high"], hidden=meta["actor_hidden"],
+                      max_offset=meta.get("max_offset", 0.0))
         policy = cls(surrogate, actor, RunningMeanStd((meta["latent_dim"],)), meta["context"], meta["obs_norm"])
         missing, unexpected = policy.load_state_dict(load_file(str(path / "actor.safetensors")), strict=False)
         missing = [k for k in missing if not k.startswith("surrogate.")]

@@ -30,6 +30,9 @@ class FoGConfig:
     actor_hidden: tuple[int, ...] = arg((256, 256), "actor MLP widths")
     critic_hidden: tuple[int, ...] = arg((256, 256), "critic MLP widths")
     init_log_std: float = arg(-0.5, "initial log std of the pre-tanh Gaussian")
+    action_offset: float = arg(0.0, "0: absolute targets anywhere in the action box; > 0: target = the surrogate's "
+                               "agent-position read-out + an offset of at most this (env units per coordinate), "
+                               "which keeps actions where the world model was trained")
     # DMO / SHAC use ~2e-3; on WM-PushT-v0 (seed 0, 150k steps) 2e-3 made the return fall after the first
     # updates (-390 -> -425) and 3e-4 made it rise (-462 -> -412): benchmarks/results/fog_lr_study.md
     actor_lr: float = arg(3e-4, "actor Adam learning rate")
@@ -60,6 +63,8 @@ class FoGConfig:
         for name in ("gamma", "lam", "tau"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"FoGConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.action_offset < 0:
+            raise ValueError(f"FoGConfig.action_offset must be >= 0 (0: absolute actions), got {self.action_offset}")
         if self.max_grad_norm <= 0 or self.critic_grad_norm <= 0:
             raise ValueError(f"gradient clips must be > 0, got max_grad_norm={self.max_grad_norm}, "
                              f"critic_grad_norm={self.critic_grad_norm}")

@@ -68,6 +68,31 @@ class ScriptedPusher(GroundTruthPolicy):
         return self.pusher(info["state"])
 
 
+class SampledPolicy(GroundTruthPolicy):
+    """A :class:`~fog_trainer.FoGPolicy` acting with sampled actions (the stochastic policy it was trained as),
+    its noise seeded per episode so an evaluation is reproducible.
+
+    FoG optimises the return of the stochastic policy; the tanh of the mean (``act``'s default) is a
+    different policy, and on Push-T the two can rank differently.
+    """
+
+    def __init__(self, policy):
+        if not hasattr(policy, "act") or not hasattr(policy, "reset"):
+            raise TypeError(f"SampledPolicy wraps a FoGPolicy-like object with reset()/act(frame, deterministic, "
+                            f"generator), got {type(policy).__name__}")
+        self.policy = policy
+
+    def reset(self, seed=None):
+        import torch
+
+        self.policy.reset()
+        self.generator = torch.Generator(device=self.policy.device)
+        self.generator.manual_seed(0 if seed is None else int(seed))
+
+    def act(self, frame, info):
+        return self.policy.act(frame, deterministic=False, generator=self.generator)
+
+
 def _adapt(policy) -> tuple[Callable[[int], None], Callable[[list, dict], np.ndarray]]:
     """(reset(seed), act(history, info)) for any supported policy kind."""
     if isinstance(policy, GroundTruthPolicy):

@@ -81,6 +81,22 @@ def td_lambda_targets(rew: torch.Tensor, next_value: torch.Tensor, done: torch.T
     return targets
 
 
+def agent_position_readout(surrogate, low, high) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight (m, d), bias (m,)): the surrogate's linear state read-out of the agent position, in action
+    units -- the anchor of an anchored actor (``FoGConfig.action_offset``). Needs a state head whose first m
+    features are the action coordinates scaled to [-1, 1] (Push-T's ``state_features``: agent xy first)."""
+    head = getattr(surrogate, "state_head", None)
+    low = torch.as_tensor(np.asarray(low), dtype=torch.float32).reshape(-1)
+    high = torch.as_tensor(np.asarray(high), dtype=torch.float32).reshape(-1)
+    if head is None or head.out_features < low.numel():
+        raise ValueError("action_offset > 0 anchors actions at the surrogate's agent-position read-out, but the env's "
+                         "surrogate has no state head (state_dim=0); use action_offset=0 (absolute actions)")
+    half = (high - low) / 2
+    weight = head.weight.detach()[: low.numel()].float().cpu() * half[:, None]
+    bias = low + (head.bias.detach()[: low.numel()].float().cpu() + 1.0) * half
+    return weight, bias
+
+
 def _fast_path(env) -> TensorVecEnv:
     for candidate in (env, getattr(env, "unwrapped", None)):
         if candidate is not None and hasattr(candidate, "reset_tensor") and hasattr(candidate, "step_tensor"):
@@ -134,7 +150,10 @@ class FoGTrainer:
             warnings.warn(f"the env has {self.num_envs} envs, config.num_envs={cfg.num_envs}; using {self.num_envs}")
         space = getattr(env, "single_action_space", None) or getattr(self.env, "single_action_space")
 
-        self.actor = Actor(latent_dim, space.low, space.high, cfg.actor_hidden, cfg.init_log_std).to(self.device)
+        self.actor = Actor(latent_dim, space.low, space.high, cfg.actor_hidden, cfg.init_log_std,
+                           cfg.action_offset).to(self.device)
+        if cfg.action_offset > 0:
+            self.actor.set_anchor(*agent_position_readout(getattr(self.env, "surrogate", None), space.low, space.high))
         self.critic = Critic(latent_dim, cfg.critic_hidden).to(self.device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.obs_rms = RunningMeanStd((latent_dim,)).to(self.device)
@@ -183,7 +202,7 @@ class FoGTrainer:
         buf = collections.defaultdict(list)
         env_s = 0.0
         for t in range(H):
-            action, log_prob = self.actor(self._norm(z), generator=self.generator)
+            action, log_prob = self.actor(self._norm(z), generator=self.generator, raw_z=z)
             t0 = time.perf_counter()
             step = self.env.step_tensor(action.detach())
             env_s += time.perf_counter() - t0
@@ -368,7 +387,7 @@ class FoGTrainer:
         ep_ret = torch.zeros(self.num_envs, device=self.device)
         returns, rewards = [], []
         for _ in range(steps):
-            action, _ = self.actor(self._norm(z), deterministic=deterministic, generator=self.generator)
+            action, _ = self.actor(self._norm(z), deterministic=deterministic, generator=self.generator, raw_z=z)
             step = self.env.step_tensor(action)
             rew = step.reward.to(self.device).float()
             done = (step.terminated | step.truncated).to(self.device).bool()

@@ -406,3 +406,91 @@ def test_example_smoke(tiny_world_model, tmp_path):
     assert example["main"](["--smoke", "--no-baselines", "--checkpoint", str(tiny_world_model), "--out", str(out)]) == 0
     for name in ("policy/policy.json", "learning_curve.png", "episode.mp4", "summary.json"):
         assert (out / name).exists(), name
+
+
+# ---------------------------------------------------------------------------------------------------
+# anchored actions, sampled acting and collecting data with a trained policy
+# ---------------------------------------------------------------------------------------------------
+def test_anchored_actor_is_an_offset_of_the_anchor_clipped_to_the_box():
+    from fog_trainer import Actor
+
+    torch.manual_seed(0)
+    actor = Actor(6, [LOW, LOW], [HIGH, HIGH], (16,), max_offset=40.0)
+    weight, bias = torch.randn(2, 6) * 30, torch.tensor([100.0, 500.0])
+    actor.set_anchor(weight, bias)
+    raw = torch.randn(64, 6, requires_grad=True)
+    a, log_prob = actor(torch.randn(64, 6), raw_z=raw)
+    anchor = raw @ weight.T + bias
+    free = anchor.detach().clamp(LOW, HIGH)
+    assert torch.all((a >= LOW) & (a <= HIGH)) and log_prob.shape == (64,)
+    assert torch.all((a - free).abs() <= 40.0 + 1e-4)
+    # deterministic and untrained: the anchor itself (clipped); the anchor carries the gradient to raw_z
+    a0, _ = actor(torch.zeros(5, 6), deterministic=True, raw_z=raw[:5])
+    torch.testing.assert_close(a0, free[:5], atol=0.5, rtol=0)  # the last layer starts near 0
+    a[:, 0].sum().backward()
+    inside = (a[:, 0] > LOW) & (a[:, 0] < HIGH)
+    torch.testing.assert_close(raw.grad[inside], weight[0].expand(int(inside.sum()), 6))
+    with pytest.raises(ValueError, match="raw_z"):
+        actor(torch.zeros(1, 6))
+    with pytest.raises(ValueError, match="set_anchor needs an anchored actor"):
+        Actor(6, [LOW, LOW], [HIGH, HIGH], (16,)).set_anchor(weight, bias)
+    with pytest.raises(ValueError, match="action_offset"):
+        FoGConfig(action_offset=-1.0)
+
+
+def test_anchored_policy_trains_saves_and_acts_near_the_surrogates_agent_estimate(tiny_world_model, tmp_path):
+    from fog_trainer.trainer import agent_position_readout
+    from wm_gym.data import frames_to_tensor
+
+    cfg = FoGConfig(checkpoint=str(tiny_world_model), num_envs=2, horizon=3, critic_iters=1, actor_hidden=(16,),
+                    critic_hidden=(16,), run_dir=str(tmp_path / "run"), progress_bar=False, tensorboard=False,
+                    checkpoint_every=0, action_offset=24.0)
+    trainer = FoGTrainer("WM-PushT-v0", cfg).learn(12)
+    policy = FoGPolicy.load(trainer.save(tmp_path / "policy"))
+    assert policy.actor.max_offset == 24.0
+    frames = np.random.default_rng(0).integers(0, 256, (3, 2, 32, 32, 3), dtype=np.uint8)
+    with torch.no_grad():
+        z = policy.surrogate.encode(frames_to_tensor(torch.as_tensor(frames)))
+        weight, bias = agent_position_readout(policy.surrogate, [LOW, LOW], [HIGH, HIGH])
+        # the anchor is the surrogate's state read-out of the agent position, in env units
+        torch.testing.assert_close((policy.surrogate.state(z)[:, :2] + 1) * HIGH / 2, z @ weight.T + bias)
+        anchor = (z @ weight.T + bias).clamp(LOW, HIGH).numpy()
+    action = policy.predict(frames)
+    assert np.all(np.abs(action - anchor) <= 24.0 + 1e-3)
+    np.testing.assert_allclose(policy.untrained(seed=0).predict(frames), anchor, atol=0.5)
+    with pytest.raises(ValueError, match="no state head"):
+        agent_position_readout(object(), [LOW, LOW], [HIGH, HIGH])
+
+
+def test_sampled_policy_is_seeded_and_collect_records_a_policys_episodes(tiny_world_model, tmp_path):
+    from fog_trainer import SampledPolicy
+    from wm_gym.data import DatasetError, collect, load_episode, read_meta
+
+    cfg = FoGConfig(checkpoint=str(tiny_world_model), num_envs=2, horizon=3, critic_iters=1, actor_hidden=(16,),
+                    critic_hidden=(16,), run_dir=str(tmp_path / "run"), progress_bar=False, tensorboard=False,
+                    checkpoint_every=0)
+    path = FoGTrainer("WM-PushT-v0", cfg).learn(6).save(tmp_path / "policy")
+    policy = FoGPolicy.load(path)
+    frame = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    sampled = SampledPolicy(policy)
+    runs = []
+    for seed in (3, 3, 4):
+        sampled.reset(seed)
+        runs.append(np.stack([sampled.act(frame, {}) for _ in range(3)]))
+    np.testing.assert_array_equal(runs[0], runs[1])  # same seed, same noise
+    assert not np.allclose(runs[0], runs[2])
+    policy.reset()
+    assert not np.allclose(runs[0][0], policy.act(frame))  # sampled, not the tanh of the mean
+
+    out = tmp_path / "data"
+    summary = collect(out, episodes=2, seed=0, image_size=32, max_steps=5, progress=False, policy=path)
+    assert summary["written"] == 2 and read_meta(out)["behaviour_policy"]["sampled"] is True
+    ep = load_episode(out / "episode_000000.npz")
+    assert ep["frames"].shape == (6, 32, 32, 3) and str(ep["behaviour"]) == "policy"
+    again = tmp_path / "again"
+    collect(again, episodes=1, seed=0, image_size=32, max_steps=5, progress=False, policy=path)
+    np.testing.assert_array_equal(load_episode(again / "episode_000000.npz")["actions"], ep["actions"])
+    with pytest.raises(DatasetError, match="behaviour"):  # a collection keeps one behaviour
+        collect(out, episodes=3, seed=0, image_size=32, max_steps=5, progress=False)
+    with pytest.raises(DatasetError, match="policy.json"):
+        collect(tmp_path / "x", episodes=1, image_size=32, progress=False, policy=tmp_path)

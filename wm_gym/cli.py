@@ -28,8 +28,10 @@ def _cmd_collect(args) -> int:
                 mix[name.strip()] = float(w)
             except ValueError:
                 raise SystemExit(f"wm-gym collect: error: --mix expects name=weight,..., got {args.mix!r}")
-    summary = collect(args.out, args.episodes, seed=args.seed, workers=args.workers,
-                      image_size=args.image_size, mix=mix, progress=not args.quiet)
+    if args.policy and mix is not None:
+        raise SystemExit("wm-gym collect: error: --mix and --policy are exclusive (one behaviour)")
+    summary = collect(args.out, args.episodes, seed=args.seed, workers=args.workers, image_size=args.image_size,
+                      mix=mix, progress=not args.quiet, policy=args.policy or None, sampled=not args.deterministic)
     print(json.dumps(summary))
     return 0
 
@@ -45,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--workers", type=_positive(int), default=1, help="parallel processes")
     c.add_argument("--image-size", type=_positive(int), default=64, help="frame size (square)")
     c.add_argument("--mix", default="", help="behaviour mix, e.g. pusher=0.8,random_walk=0.2")
+    c.add_argument("--policy", default="", help="behaviour: a saved frame policy directory (FoGPolicy.save) "
+                   "instead of the scripted mix, e.g. to measure or fine-tune the world model where it acts")
+    c.add_argument("--deterministic", action="store_true", help="with --policy: act with the tanh of the mean "
+                   "(default: sampled actions, the stochastic policy FoG trains)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_cmd_collect)
 

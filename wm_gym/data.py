@@ -117,23 +117,55 @@ def episode_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
+class _SavedFramePolicy:
+    """A saved frame policy (``FoGPolicy.save``) as a collection behaviour: it sees frames only, its action
+    noise (``sampled``) seeded by the episode seed, so an episode is a function of (dataset seed, index)."""
+
+    current = "policy"
+    _cache: dict[str, Any] = {}  # one load per process and path
+
+    def __init__(self, path: str, sampled: bool):
+        if path not in self._cache:
+            from fog_trainer import FoGPolicy  # the policy format lives with the trainer
+
+            torch.set_num_threads(1)  # collection parallelises over processes
+            self._cache[path] = FoGPolicy.load(path)
+        self.policy, self.sampled = self._cache[path], sampled
+
+    def reset(self, rng: np.random.Generator) -> None:
+        self.policy.reset()
+        self.generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
+
+    def act(self, frame: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        return self.policy.act(frame, deterministic=not self.sampled, generator=self.generator)
+
+
 def collect_episode(index: int, seed: int, image_size: int, mix: dict[str, float] | None,
-                    max_steps: int = 300) -> dict[str, np.ndarray]:
-    """Roll one behaviour-policy episode in the ground-truth Push-T and return its arrays."""
+                    max_steps: int = 300, policy: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Roll one episode in the ground-truth Push-T and return its arrays.
+
+    The behaviour is the scripted ``mix`` (it reads the true state), or, when ``policy`` is given
+    (``{"path": DIR, "sampled": bool}``), a saved frame policy acting on the frames it is shown.
+    """
     from .policies import make_behaviour_policy
     from .pusht import PushTGroundTruth
 
     s = episode_seed(seed, index)
     rng = np.random.default_rng(s)
     gt = PushTGroundTruth(image_size=image_size, max_episode_steps=max_steps)
-    policy = make_behaviour_policy(mix)
-    policy.reset(rng)
+    if policy is None:
+        scripted = make_behaviour_policy(mix)
+        behaviour, act = scripted, lambda frame, info: scripted(info["state"])
+    else:
+        behaviour = _SavedFramePolicy(policy["path"], policy["sampled"])
+        act = behaviour.act
+    behaviour.reset(rng)
     frame, info = gt.reset(seed=s % (2**31))
     frames, states, coverage = [frame], [info["state"]], [info["coverage"]]
     actions, rewards, contact = [], {r: [] for r in PUSHT.reward_types}, []
     terminated = truncated = False
     while not (terminated or truncated):
-        a = policy(info["state"])
+        a = np.asarray(act(frame, info), dtype=np.float32).reshape(2)
         frame, _, terminated, truncated, info = gt.step(a)
         frames.append(frame); states.append(info["state"]); coverage.append(info["coverage"])
         actions.append(a); contact.append(info["contact"])
@@ -150,21 +182,25 @@ def collect_episode(index: int, seed: int, image_size: int, mix: dict[str, float
         "terminated": np.asarray(terminated),
         "truncated": np.asarray(truncated),
         "seed": np.asarray(s, np.int64),
-        "behaviour": np.asarray(policy.current),
+        "behaviour": np.asarray(behaviour.current),
     }
 
 
 def _collect_job(args):
-    index, root, seed, image_size, mix, max_steps = args
-    ep = collect_episode(index, seed, image_size, mix, max_steps)
+    index, root, seed, image_size, mix, max_steps, policy = args
+    ep = collect_episode(index, seed, image_size, mix, max_steps, policy)
     atomic_save_npz(episode_path(root, index), **ep)
     return index, len(ep["actions"])
 
 
 def collect(out: str | Path, episodes: int, seed: int = 0, workers: int = 1, image_size: int = 64,
-            mix: dict[str, float] | None = None, max_steps: int = 300, progress: bool = True) -> dict[str, Any]:
+            mix: dict[str, float] | None = None, max_steps: int = 300, progress: bool = True,
+            policy: str | Path | None = None, sampled: bool = True) -> dict[str, Any]:
     """Collect ``episodes`` ground-truth episodes into ``out`` (resumes; never overwrites an episode).
 
+    The behaviour is the scripted ``mix``, or the saved frame policy in directory ``policy``
+    (``FoGPolicy.save``; sampled actions unless ``sampled=False``): data from the states a trained policy
+    visits, to evaluate or fine-tune the world model there (``wm-gym eval-fidelity`` / ``train-global``).
     Returns a summary dict (episodes written now, total, steps, seconds).
     """
     import time
@@ -175,7 +211,17 @@ def collect(out: str | Path, episodes: int, seed: int = 0, workers: int = 1, ima
         raise ValueError(f"need episodes >= 1, workers >= 1, image_size >= 8 (got {episodes}, {workers}, {image_size})")
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    mix = dict(DEFAULT_MIX if mix is None else mix)
+    if policy is not None:
+        if mix is not None:
+            raise ValueError("give either a scripted behaviour mix or a saved policy, not both")
+        if not (Path(policy) / "policy.json").exists():
+            raise DatasetError(f"--policy {policy} is not a saved policy directory (no policy.json); "
+                               "save one with FoGTrainer.save / FoGPolicy.save")
+        policy_spec = {"path": str(Path(policy).resolve()), "sampled": bool(sampled)}
+        mix = {}
+    else:
+        policy_spec = None
+        mix = dict(DEFAULT_MIX if mix is None else mix)
     try:
         import importlib.metadata as md
         gp_version = md.version("gym-pusht")
@@ -189,22 +235,23 @@ def collect(out: str | Path, episodes: int, seed: int = 0, workers: int = 1, ima
         "resolution": [image_size, image_size],
         "control_hz": PUSHT.render_fps,
         "behaviour_mix": mix,
+        **({"behaviour_policy": policy_spec} if policy_spec else {}),
         "seed": seed,
         "gym_pusht_version": gp_version,
     }
     if (root / "meta.json").exists():
         old = read_meta(root)
-        for key in ("resolution", "behaviour_mix", "seed", "task"):
-            if old.get(key) != meta[key]:
+        for key in ("resolution", "behaviour_mix", "behaviour_policy", "seed", "task"):
+            if old.get(key) != meta.get(key):
                 raise DatasetError(
                     f"{root} already holds a dataset with {key}={old.get(key)}, but this collection asks for "
-                    f"{key}={meta[key]}. Use the same arguments to extend it, or collect into a new directory."
+                    f"{key}={meta.get(key)}. Use the same arguments to extend it, or collect into a new directory."
                 )
     else:
         atomic_write_text(root / "meta.json", json.dumps(meta, indent=2))
 
     todo = [i for i in range(episodes) if not episode_path(root, i).exists()]
-    jobs = [(i, str(root), seed, image_size, mix, max_steps) for i in todo]
+    jobs = [(i, str(root), seed, image_size, mix, max_steps, policy_spec) for i in todo]
     t0, steps = time.time(), 0
     from tqdm.auto import tqdm
 
