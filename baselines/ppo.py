@@ -34,6 +34,8 @@ class PPOArgs:
     gae_lambda: float = arg(0.95, 'GAE lambda')
     ent_coef: float = arg(0.0, 'entropy bonus')
     clip_range: float = arg(0.2, 'PPO clip')
+    action_offset: float = arg(0.0, "0: absolute targets; > 0 (latent only): target = the surrogate's agent-position "
+                               "read-out + action * this (env units), as FoGConfig.action_offset")
     checkpoint: str | None = arg(None, 'world-model checkpoint directory (default: the shipped Push-T model)')
     device: str = arg("cpu", 'torch device for the world model and the policy')
     seed: int = arg(0, 'seeds numpy, torch and the env')
@@ -54,7 +56,7 @@ def make_vec_env(args: PPOArgs, num_envs: int | None = None):
 
     venv = gym.make_vec("WM-PushT-v0", num_envs=num_envs or args.num_envs, obs_type=args.obs_type,
                         reward_type=args.reward_type, checkpoint=args.checkpoint, device=args.device)
-    return VecMonitor(SB3VecEnvAdapter(venv))
+    return VecMonitor(SB3VecEnvAdapter(venv, action_offset=args.action_offset))
 
 
 class CurveCallback:
@@ -127,13 +129,24 @@ class PPOFramePolicy:
     docs/CONTRACTS.md) and encodes them with the world model's surrogate.
     """
 
-    def __init__(self, model, obs_type: str, checkpoint=None, device: str = "cpu", deterministic: bool = True):
+    def __init__(self, model, obs_type: str, checkpoint=None, device: str = "cpu", deterministic: bool = True,
+                 action_offset: float = 0.0):
         from wm_gym.data import FrameHistory
         from wm_gym.envs.core import WorldModel
+        from wm_gym.models.surrogate import agent_position_readout
 
+        if action_offset > 0 and obs_type != "latent":
+            raise ValueError("action_offset > 0 needs obs_type='latent' (the anchor is read from the latent)")
         self.model, self.obs_type, self.deterministic = model, obs_type, deterministic
         self.wm = WorldModel.load(checkpoint, device)
         self.history = FrameHistory(self.wm.context)
+        self.action_offset = float(action_offset)
+        if self.action_offset > 0:
+            low, high = self.wm.task.action_low, self.wm.task.action_high
+            m = int(self.wm.surrogate.config.action_dim)
+            self._box = (np.full(m, low, np.float32), np.full(m, high, np.float32))
+            weight, bias = agent_position_readout(self.wm.surrogate, *self._box)
+            self._anchor = (weight.numpy(), bias.numpy())
 
     def reset(self) -> None:
         self.history.reset()
@@ -150,4 +163,7 @@ class PPOFramePolicy:
                 x = frames_to_tensor(self.history.push(frame))[None].to(self.wm.device)
                 obs = self.wm.surrogate.encode(x)[0].cpu().numpy()
         a, _ = self.model.predict(obs, deterministic=self.deterministic)
+        if self.action_offset > 0:
+            anchor = obs @ self._anchor[0].T + self._anchor[1]
+            return np.clip(anchor + self.action_offset * np.clip(a, -1, 1), *self._box)
         return self.wm.task.unnormalize_action(np.clip(a, -1, 1))

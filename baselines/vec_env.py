@@ -3,7 +3,10 @@
 The batched env keeps its one-denoiser-call-per-step speed: ``step_wait`` is one ``step`` of the
 underlying vector env. Its same-step autoreset maps onto SB3's convention (``info["terminal_observation"]``
 and ``info["TimeLimit.truncated"]``). With ``normalize_actions=True`` (default) the policy acts in
-[-1, 1] and actions are rescaled to the env's Box, as SB3 recommends for continuous control.
+[-1, 1] and actions are rescaled to the env's Box, as SB3 recommends for continuous control; with
+``action_offset > 0`` (latent observations) an action in [-1, 1] is instead an offset of at most
+``action_offset`` env units from the surrogate's estimate of the agent position, the parameterisation
+``FoGConfig.action_offset`` gives FoG's actor.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ class SB3VecEnvAdapter(VecEnv):
     Args:
         venv: e.g. ``gym.make_vec("WM-PushT-v0", num_envs=64)``.
         normalize_actions: present a Box(-1, 1) action space and rescale to the env's bounds.
+        action_offset: > 0: anchored actions (target = agent estimate + action * action_offset, clipped to
+            the Box); needs ``obs_type="latent"`` (the anchor is read from the latent observation).
     """
 
-    def __init__(self, venv: gym.vector.VectorEnv, normalize_actions: bool = True):
+    def __init__(self, venv: gym.vector.VectorEnv, normalize_actions: bool = True, action_offset: float = 0.0):
         mode = venv.metadata.get("autoreset_mode")
         if mode != AutoresetMode.SAME_STEP:
             raise ValueError(
@@ -40,6 +45,16 @@ class SB3VecEnvAdapter(VecEnv):
         super().__init__(venv.num_envs, venv.single_observation_space, action_space)
         self.render_mode = getattr(venv, "render_mode", None)
         self._actions: np.ndarray | None = None
+        self.action_offset, self._obs = float(action_offset), None
+        if self.action_offset > 0:
+            base = getattr(venv, "unwrapped", venv)
+            if not normalize_actions or getattr(base, "obs_type", None) != "latent":
+                raise ValueError("action_offset > 0 anchors actions at the agent position read from the latent "
+                                 "observation: use normalize_actions=True and obs_type='latent' (or action_offset=0)")
+            from wm_gym.models.surrogate import agent_position_readout
+
+            weight, bias = agent_position_readout(base.surrogate, self._low, self._high)
+            self._anchor = (weight.numpy(), bias.numpy())
 
     # -- core API ------------------------------------------------------------------------------------
     def reset(self):
@@ -48,13 +63,19 @@ class SB3VecEnvAdapter(VecEnv):
         obs, _ = self.venv.reset(seed=seed, options=options or None)
         self._reset_seeds()
         self._reset_options()
+        self._obs = obs
         return obs
 
     def _to_env(self, actions: np.ndarray) -> np.ndarray:
         a = np.asarray(actions, dtype=np.float32).reshape(self.num_envs, *self.action_space.shape)
-        if self.normalize_actions:
+        if self.action_offset > 0:
+            if self._obs is None:
+                raise RuntimeError("reset() the env before stepping it")
+            anchor = self._obs @ self._anchor[0].T + self._anchor[1]
+            a = np.clip(anchor + self.action_offset * np.clip(a, -1.0, 1.0), self._low, self._high)
+        elif self.normalize_actions:
             a = self._low + (np.clip(a, -1.0, 1.0) + 1.0) * 0.5 * (self._high - self._low)
-        return a
+        return a.astype(np.float32)
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = self._to_env(actions)
@@ -72,6 +93,7 @@ class SB3VecEnvAdapter(VecEnv):
             for i in np.flatnonzero(dones):
                 infos[i]["terminal_observation"] = info["final_obs"][i]
                 infos[i]["TimeLimit.truncated"] = bool(trunc[i] and not term[i])
+        self._obs = obs
         return obs, rew.astype(np.float32), dones, infos
 
     def close(self) -> None:

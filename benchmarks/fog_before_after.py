@@ -28,7 +28,8 @@ def main(argv=None) -> None:
 
     from fog_trainer import FoGConfig, FoGTrainer
 
-    config = FoGConfig(**torch.load(args.checkpoint, map_location="cpu", weights_only=False)["config"])
+    # a checkpoint from before anchored actions existed trained absolute targets
+    config = FoGConfig(**{"action_offset": 0.0, **torch.load(args.checkpoint, map_location="cpu", weights_only=False)["config"]})
     config.run_dir, config.tensorboard = tempfile.mkdtemp(), False
     trainer = FoGTrainer(config.env_id, config)  # the same seed: the actor before training
     out = {}

@@ -166,6 +166,8 @@ def section() -> str:
 
     for name, title in (
         ("fidelity/fidelity.md", "Global-model fidelity, open loop on held-out real episodes (`wm-gym eval-fidelity`)"),
+        ("fidelity_fog_policy/fidelity.md", "The same, on episodes of the example's FoG policy (sampled actions) in "
+         "gym-pusht: where the policy acts (`wm-gym collect --policy`, run_all's fog stage)"),
         ("gradient_fidelity.md", "Surrogate gradient fidelity (`benchmarks/gradient_fidelity.py`)"),
         ("jacobian_speed.md", "Surrogate Jacobians (`benchmarks/jacobian_speed.py`)"),
     ):

@@ -30,7 +30,12 @@ for s in $stages; do
          cp runs/fog_example/learning_curve.png $R/fog_learning_curve.png
          python benchmarks/ground_truth_eval.py --policy runs/fog_example/policy --seeds 50 --json $R/fog_ground_truth_50.json
          python benchmarks/fog_before_after.py --checkpoint runs/fog_example/checkpoint.pt > $R/fog_before_after.json
-         python benchmarks/reward_terms.py --policy runs/fog_example/policy --seeds 10 > $R/fog_reward_terms.json ;;
+         python benchmarks/reward_terms.py --policy runs/fog_example/policy --seeds 10 > $R/fog_reward_terms.json
+         # the world model's fidelity where the trained policy acts (its own episodes in the truth)
+         rm -rf runs/fog_example_data
+         wm-gym collect --episodes 120 --out runs/fog_example_data --seed 1 --workers 2 --policy runs/fog_example/policy --quiet
+         wm-gym eval-fidelity --model $CKPT --probe "$PROBE" --data runs/fog_example_data --out $R/fidelity_fog_policy \
+           --starts-per-episode 8 --video-rollouts 0 --progress false ;;
     efficiency) python benchmarks/sample_efficiency.py --quick ;;
     readme) python benchmarks/make_readme.py ;;
     *) echo "unknown stage $s"; exit 2 ;;

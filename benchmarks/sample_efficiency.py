@@ -54,13 +54,19 @@ def run_fog(seed, prof, args, out):
 def run_ppo(seed, prof, args, out, obs_type):
     from baselines import PPOArgs, PPOFramePolicy, train_ppo
 
-    a = PPOArgs(obs_type=obs_type, reward_type=args.reward_type, total_timesteps=prof["steps"],
+    from fog_trainer import FoGConfig
+
+    # PPO on the latent acts in FoG's action parameterisation (agent-anchored offsets); on pixels the anchor
+    # is not available to the adapter, so PPO-pixels keeps absolute targets
+    offset = FoGConfig().action_offset if obs_type == "latent" else 0.0
+    a = PPOArgs(obs_type=obs_type, reward_type=args.reward_type, total_timesteps=prof["steps"], action_offset=offset,
                 num_envs=prof["num_envs"], n_steps=16 if args.smoke else 32, batch_size=64 if args.smoke else 512,
                 n_epochs=2 if args.smoke else 10, checkpoint=args.checkpoint, device=args.device, seed=seed,
                 out=str(out), progress_bar=not args.smoke, run_name=f"ppo_{obs_type}_{seed}")
     t0 = time.time()
     model, rows, _ = train_ppo(a)
-    return rows, PPOFramePolicy(model, obs_type, checkpoint=args.checkpoint, device=args.device), time.time() - t0
+    policy = PPOFramePolicy(model, obs_type, checkpoint=args.checkpoint, device=args.device, action_offset=offset)
+    return rows, policy, time.time() - t0
 
 
 def steps_to_reach(curve: list[tuple[int, float]], level: float) -> float:

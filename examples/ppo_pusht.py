@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     print(f"world-model return (mean of last 100 episodes): {rows[-1][1] if rows else float('nan'):.3f}")
     from fog_trainer.evaluate import evaluate_in_ground_truth
 
-    policy = PPOFramePolicy(model, a.obs_type, checkpoint=a.checkpoint, device=a.device)
+    policy = PPOFramePolicy(model, a.obs_type, checkpoint=a.checkpoint, device=a.device, action_offset=a.action_offset)
     res = evaluate_in_ground_truth(policy, seeds=range(2 if a.smoke else a.eval_seeds),
                                    image_size=policy.wm.task.image_size,
                                    max_steps=10 if a.smoke else 300, video_path=str(out / "episode.mp4"))

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from wm_gym.io import atomic_torch_save
+from wm_gym.models.surrogate import agent_position_readout
 
 from .agent import Actor, Critic, FoGPolicy, RunningMeanStd
 from .config import FoGConfig
@@ -79,22 +80,6 @@ def td_lambda_targets(rew: torch.Tensor, next_value: torch.Tensor, done: torch.T
         g_next = rew[t] + gamma * ((1.0 - lam * cont[t]) * next_value[t] + lam * cont[t] * g_next)
         targets[t] = g_next
     return targets
-
-
-def agent_position_readout(surrogate, low, high) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weight (m, d), bias (m,)): the surrogate's linear state read-out of the agent position, in action
-    units -- the anchor of an anchored actor (``FoGConfig.action_offset``). Needs a state head whose first m
-    features are the action coordinates scaled to [-1, 1] (Push-T's ``state_features``: agent xy first)."""
-    head = getattr(surrogate, "state_head", None)
-    low = torch.as_tensor(np.asarray(low), dtype=torch.float32).reshape(-1)
-    high = torch.as_tensor(np.asarray(high), dtype=torch.float32).reshape(-1)
-    if head is None or head.out_features < low.numel():
-        raise ValueError("action_offset > 0 anchors actions at the surrogate's agent-position read-out, but the env's "
-                         "surrogate has no state head (state_dim=0); use action_offset=0 (absolute actions)")
-    half = (high - low) / 2
-    weight = head.weight.detach()[: low.numel()].float().cpu() * half[:, None]
-    bias = low + (head.bias.detach()[: low.numel()].float().cpu() + 1.0) * half
-    return weight, bias
 
 
 def _fast_path(env) -> TensorVecEnv:

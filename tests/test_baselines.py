@@ -30,6 +30,25 @@ def test_adapter_follows_sb3_vecenv_conventions(tiny_checkpoint):
     np.testing.assert_array_equal(_reset_with_seed(tiny_checkpoint, 5), _reset_with_seed(tiny_checkpoint, 5))
 
 
+def test_adapter_anchored_actions_offset_the_agent_estimate(tiny_checkpoint):
+    from wm_gym.models.surrogate import agent_position_readout
+
+    venv = gym.make_vec("WM-PushT-v0", num_envs=3, checkpoint=tiny_checkpoint, obs_type="latent")
+    env = SB3VecEnvAdapter(venv, action_offset=20.0)
+    env.seed(0)
+    obs = env.reset()
+    weight, bias = agent_position_readout(venv.unwrapped.surrogate, [0.0, 0.0], [512.0, 512.0])
+    anchor = np.clip(obs @ weight.numpy().T + bias.numpy(), 0, 512)
+    env.step(np.zeros((3, 2), np.float32))  # offset 0: the target is the agent estimate itself
+    np.testing.assert_allclose(venv.unwrapped.sim.last_action, anchor, atol=1e-3)
+    obs = env.step(np.ones((3, 2), np.float32))[0]
+    expected = np.clip(obs @ weight.numpy().T + bias.numpy() + 20.0, 0, 512)
+    env.step(np.ones((3, 2), np.float32))
+    np.testing.assert_allclose(venv.unwrapped.sim.last_action, expected, atol=1e-3)
+    with pytest.raises(ValueError, match="obs_type='latent'"):
+        SB3VecEnvAdapter(gym.make_vec("WM-PushT-v0", num_envs=2, checkpoint=tiny_checkpoint), action_offset=20.0)
+
+
 def _reset_with_seed(ckpt, seed):
     e = SB3VecEnvAdapter(gym.make_vec("WM-PushT-v0", num_envs=3, checkpoint=ckpt))
     e.seed(seed)
@@ -51,12 +70,14 @@ def test_ppo_learns_a_few_hundred_steps_and_acts_on_frames(obs_type, request, tm
 
     tiny_checkpoint = request.getfixturevalue("tiny_checkpoint64" if obs_type == "pixels" else "tiny_checkpoint")
 
+    offset = 30.0 if obs_type == "latent" else 0.0  # anchored actions need the latent
     args = PPOArgs(obs_type=obs_type, total_timesteps=128, num_envs=4, n_steps=16, batch_size=32, n_epochs=1,
-                   checkpoint=str(tiny_checkpoint), out=str(tmp_path), progress_bar=False, run_name="t")
+                   checkpoint=str(tiny_checkpoint), out=str(tmp_path), progress_bar=False, run_name="t",
+                   action_offset=offset)
     model, rows, out = train_ppo(args)
     assert (out / "model.zip").exists() and (out / "curve.csv").exists()
     assert model.num_timesteps >= 128
-    policy = PPOFramePolicy(model, obs_type, checkpoint=tiny_checkpoint)
+    policy = PPOFramePolicy(model, obs_type, checkpoint=tiny_checkpoint, action_offset=offset)
     frames = WorldModel.load(tiny_checkpoint).start_frames
     for f in frames[:5]:
         a = policy.act(f)

@@ -119,7 +119,7 @@ class ToyVecEnv:
 def small_config(tmp_path, **kw):
     base = dict(num_envs=4, horizon=4, critic_iters=2, critic_minibatches=2, actor_hidden=(16,),
                 critic_hidden=(16,), run_dir=str(tmp_path / "run"), progress_bar=False, tensorboard=False,
-                checkpoint_every=0)
+                checkpoint_every=0, action_offset=0.0)  # the toy surrogate has no state head to anchor at
     base.update(kw)
     return FoGConfig(**base)
 
@@ -439,7 +439,7 @@ def test_anchored_actor_is_an_offset_of_the_anchor_clipped_to_the_box():
 
 
 def test_anchored_policy_trains_saves_and_acts_near_the_surrogates_agent_estimate(tiny_world_model, tmp_path):
-    from fog_trainer.trainer import agent_position_readout
+    from wm_gym.models.surrogate import agent_position_readout
     from wm_gym.data import frames_to_tensor
 
     cfg = FoGConfig(checkpoint=str(tiny_world_model), num_envs=2, horizon=3, critic_iters=1, actor_hidden=(16,),

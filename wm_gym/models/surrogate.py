@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -471,6 +472,22 @@ class Surrogate(ModelMixin, ConfigMixin):
         self._check("obs", obs, (None, self.config.context, 3, self.config.image_size, self.config.image_size))
         self._check("a", a, (obs.shape[0], self.action_dim))
         return self.jacobians(self.encode(obs), a, reward_index)
+
+
+def agent_position_readout(surrogate, low, high) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight (m, d), bias (m,)): the surrogate's linear state read-out of the agent position, in action
+    units -- the anchor of agent-anchored actions (``FoGConfig.action_offset``, ``PPOArgs.action_offset``). Needs a state head whose first m
+    features are the action coordinates scaled to [-1, 1] (Push-T's ``state_features``: agent xy first)."""
+    head = getattr(surrogate, "state_head", None)
+    low = torch.as_tensor(np.asarray(low, dtype=np.float32)).reshape(-1)
+    high = torch.as_tensor(np.asarray(high, dtype=np.float32)).reshape(-1)
+    if head is None or head.out_features < low.numel():
+        raise ValueError("action_offset > 0 anchors actions at the surrogate's agent-position read-out, but the env's "
+                         "surrogate has no state head (state_dim=0); use action_offset=0 (absolute actions)")
+    half = (high - low) / 2
+    weight = head.weight.detach()[: low.numel()].float().cpu() * half[:, None]
+    bias = low + (head.bias.detach()[: low.numel()].float().cpu() + 1.0) * half
+    return weight, bias
 
 
 def _fmt(shape: tuple) -> str:
