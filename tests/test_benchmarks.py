@@ -68,3 +68,31 @@ def test_make_readme_renders(tmp_path):
 
     text = make_readme.section()
     assert "Sample efficiency" in text and "Env speed" in text
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tiny_checkpoint, tmp_path_factory):
+    """A FoG policy trained for a few steps on the tiny world model (anchored actions, the default)."""
+    from fog_trainer import FoGConfig, FoGTrainer
+
+    run = tmp_path_factory.mktemp("tiny_fog")
+    cfg = FoGConfig(checkpoint=str(tiny_checkpoint), num_envs=2, horizon=3, critic_iters=1, actor_hidden=(16,),
+                    critic_hidden=(16,), run_dir=str(run), progress_bar=False, tensorboard=False, checkpoint_every=0)
+    return FoGTrainer("WM-PushT-v0", cfg).learn(6).save(run / "policy")
+
+
+def test_reward_terms_smoke(tiny_policy):
+    res = json.loads(_run(["benchmarks/reward_terms.py", "--policy", str(tiny_policy), "--seeds", "1",
+                           "--max-steps", "5"]))
+    for name in ("trained", "untrained"):
+        r = res[name]
+        assert r["steps"] == 5 and 0 <= r["contact_fraction"] <= 1 and r["block_position_error"] >= 0
+
+
+def test_ground_truth_eval_smoke(tiny_policy, tmp_path):
+    _run(["benchmarks/ground_truth_eval.py", "--policy", str(tiny_policy), "--seeds", "1", "--max-steps", "4",
+          "--json", str(tmp_path / "gt.json")])
+    res = json.loads((tmp_path / "gt.json").read_text())
+    assert {"fog", "fog_untrained", "fog_sampled", "fog_untrained_sampled", "random",
+            "scripted_privileged"} <= set(res)
+    assert all(0 <= r["mean_max_coverage"] <= 1 for k, r in res.items() if k != "settings")
