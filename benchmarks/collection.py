@@ -35,10 +35,13 @@ def dataset_stats(root) -> dict:
     from wm_gym.data import list_episodes, load_episode
     from wm_gym.pusht import wrap_angle
 
-    contact, disp, rot, moved, behaviours = [], [], [], [], []
+    contact, disp, rot, moved, behaviours, reach, change = [], [], [], [], [], [], []
     for p in list_episodes(root):
         ep = load_episode(p)
         s = ep["states"].astype(np.float64)
+        a = ep["actions"].astype(np.float64)
+        reach.append(np.linalg.norm(a - s[:-1, :2], axis=1))  # how far the target is from the agent
+        change.append(np.linalg.norm(np.diff(a, axis=0), axis=1))  # how far the target moves per step
         d = float(np.linalg.norm(s[-1, 2:4] - s[0, 2:4]))
         r = float(np.degrees(np.abs(wrap_angle(s[-1, 4] - s[0, 4]))))
         contact.append(ep["contact"].mean())
@@ -54,6 +57,9 @@ def dataset_stats(root) -> dict:
         "episodes_moved_T_gt_20px_or_15deg": round(float(np.mean(moved)), 3),
         "T_displacement_px_p10_25_50_75_90": q(disp),
         "T_rotation_deg_p10_25_50_75_90": q(rot),
+        # where a policy's actions leave the training data's (a world model is only trained on these)
+        "action_to_agent_px_p10_25_50_75_90": q(np.concatenate(reach)),
+        "action_change_px_p10_25_50_75_90": q(np.concatenate(change)),
         "behaviour_counts": {b: behaviours.count(b) for b in sorted(set(behaviours))},
     }
 
