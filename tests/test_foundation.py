@@ -150,6 +150,21 @@ def test_collection_is_deterministic_and_resumes(tmp_path, tiny_dataset):
     np.testing.assert_array_equal(first["frames"], D.load_episode(D.episode_path(tiny_dataset, 0))["frames"])
 
 
+def test_several_collections_train_together(tmp_path, tiny_dataset):
+    other = tmp_path / "other"
+    D.collect(other, episodes=2, seed=1, image_size=32, max_steps=24, progress=False)
+    _, a = D.load_split(tiny_dataset, "all")
+    _, b = D.load_split(other, "all")
+    meta, both = D.load_split(f"{tiny_dataset},{other}", "all")
+    assert len(both) == len(a) + len(b) and meta["resolution"] == [32, 32]
+    np.testing.assert_array_equal(both[len(a)]["frames"], b[0]["frames"])
+    assert len(D.TransitionDataset([tiny_dataset, other], "all", context=2)) == sum(len(e["actions"]) for e in both)
+    wrong = tmp_path / "wrong"
+    D.collect(wrong, episodes=1, seed=0, image_size=16, max_steps=5, progress=False)
+    with pytest.raises(D.DatasetError, match="one task and resolution"):
+        D.load_split(f"{tiny_dataset},{wrong}", "all")
+
+
 def test_appending_with_other_resolution_is_refused(tmp_path):
     root = tmp_path / "d"
     D.collect(root, episodes=1, seed=0, image_size=32, max_steps=5, progress=False)

@@ -288,9 +288,41 @@ def split_episodes(paths: list[Path], split: str, val_fraction: float = 0.1, see
     return out
 
 
-def load_split(root: str | Path, split: str = "train", val_fraction: float = 0.1, seed: int = 0,
+def dataset_roots(root: str | Path | list) -> list[Path]:
+    """One dataset directory, or several (a list, or one string of comma-separated directories)."""
+    parts = root.split(",") if isinstance(root, str) else (list(root) if isinstance(root, (list, tuple)) else [root])
+    roots = [Path(str(r).strip()) for r in parts if str(r).strip()]
+    if not roots:
+        raise DatasetError("no dataset directory given")
+    return roots
+
+
+def load_split(root: str | Path | list, split: str = "train", val_fraction: float = 0.1, seed: int = 0,
                skip_corrupt: bool = False, max_episodes: int | None = None) -> tuple[dict, list[dict]]:
-    """Read ``meta.json`` and the episodes of one split into memory."""
+    """Read ``meta.json`` and the episodes of one split into memory.
+
+    ``root`` may name several collections of one task (``"data/pusht64,data/policy_episodes"``, e.g. the
+    behaviour data plus episodes of a trained policy, ``wm-gym collect --policy``): each is split on its
+    own and their episodes are concatenated; the meta returned is the first one's. ``max_episodes``
+    caps each collection.
+    """
+    roots = dataset_roots(root)
+    if len(roots) > 1:
+        metas, episodes = [], []
+        for r in roots:
+            meta, eps = load_split(r, split, val_fraction, seed, skip_corrupt, max_episodes)
+            if metas and (meta["task"] != metas[0]["task"] or meta["resolution"] != metas[0]["resolution"]):
+                raise DatasetError(f"{r} holds task {meta['task']} at {meta['resolution']}, {roots[0]} holds "
+                                   f"{metas[0]['task']} at {metas[0]['resolution']}: collections trained on "
+                                   "together must be of one task and resolution")
+            metas.append(meta)
+            episodes += eps
+        return metas[0], episodes
+    return _load_one_split(roots[0], split, val_fraction, seed, skip_corrupt, max_episodes)
+
+
+def _load_one_split(root: Path, split: str, val_fraction: float, seed: int, skip_corrupt: bool,
+                    max_episodes: int | None) -> tuple[dict, list[dict]]:
     import warnings
 
     meta = read_meta(root)

@@ -378,7 +378,7 @@ class FidelityArgs:
     model: str = arg("", "global model directory (GlobalModel.save_pretrained, or a world-model checkpoint "
                          "holding global_model/); empty: the copy-last baseline only")
     probe: str = arg("", "state probe directory (wm-gym train-probe)")
-    data: str = arg("", "dataset directory; its val split is used")
+    data: str = arg("", "dataset directory (or several joined by commas); its val split is used")
     out: str = arg("", "output directory (fidelity.json, fidelity.md, rollouts.mp4)")
     horizons: str = arg("1,4,16,64", "comma-separated horizons (steps after the start)")
     episodes: int = arg(0, "val episodes used (0: all)")

@@ -51,7 +51,8 @@ from .pusht import SUCCESS_THRESHOLD, TaskSpec
 
 @dataclass
 class TrainGlobalArgs:
-    data: str = field(default="", metadata={"help": "dataset directory (wm-gym collect)"})
+    data: str = field(default="", metadata={"help": "dataset directory (wm-gym collect), or several joined by commas "
+                                                   "(e.g. the behaviour data plus a policy's episodes)"})
     out: str = field(default="runs/global", metadata={"help": "output directory"})
     resume: bool = field(default=False, metadata={"help": "continue from OUT/checkpoint.pt"})
     init_from: str = field(default="", metadata={

@@ -48,7 +48,7 @@ from .pusht import TaskSpec
 
 @dataclasses.dataclass
 class TrainSurrogateArgs:
-    data: str = arg("", "dataset directory (wm-gym collect); required")
+    data: str = arg("", "dataset directory (wm-gym collect), or several joined by commas; required")
     out: str = arg("", "output directory; required")
     global_model: str = arg("", "global model directory (GlobalModel.from_pretrained) to mix in its rollouts")
     resume: bool = arg(False, "continue from OUT/checkpoint.pt")
