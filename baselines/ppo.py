@@ -75,15 +75,15 @@ class CurveCallback:
                 buf = self.model.ep_info_buffer
                 if buf:
                     outer.rows.append((self.num_timesteps, float(np.mean([e["r"] for e in buf])),
-                                       float(np.mean([e["l"] for e in buf])), time.time() - outer.t0))
+                                       float(np.mean([e["l"] for e in buf])), time.time() - outer.t0, len(buf)))
 
-        self.rows: list[tuple[int, float, float, float]] = []
+        self.rows: list[tuple[int, float, float, float, int]] = []
         self.t0 = time.time()
         self.callback = _CB()
 
 
 def train_ppo(args: PPOArgs):
-    """Train PPO; returns (model, curve rows [(env_steps, ep_rew_mean, ep_len_mean, seconds)])."""
+    """Train PPO; returns (model, curve rows [(env_steps, ep_rew_mean, ep_len_mean, seconds, episodes in the mean)])."""
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import CallbackList, EvalCallback
@@ -115,7 +115,7 @@ def train_ppo(args: PPOArgs):
     model.save(out / "model.zip")
     (out / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2))
     with open(out / "curve.csv", "w") as f:
-        f.write("env_steps,ep_rew_mean,ep_len_mean,seconds\n")
+        f.write("env_steps,ep_rew_mean,ep_len_mean,seconds,episodes_in_mean\n")
         for r in curve.rows:
             f.write(",".join(str(x) for x in r) + "\n")
     env.close()

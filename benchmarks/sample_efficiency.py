@@ -11,6 +11,9 @@ is also run in the real gym-pusht (``fog_trainer.evaluate``).
 
 Headline: ``ratio = PPO env steps to reach its best ep_rew_mean / FoG env steps to reach the same``
 (per PPO variant, on the seed-mean curves); when FoG never reaches it the ratio is reported as < 1.
+A curve point counts once its mean is over at least ``num_envs`` finished episodes: before that it is
+the mean of a handful of episodes the world model ended early (e.g. one predicted success at step 123
+gave ep_rew_mean -126 and made that the "best" of a run).
 """
 
 from __future__ import annotations
@@ -45,8 +48,8 @@ def run_fog(seed, prof, args, out):
                     checkpoint_every=0)
     t0 = time.time()
     trainer = FoGTrainer("WM-PushT-v0", cfg).learn(prof["steps"])
-    rows = [(h["num_timesteps"], h["ep_rew_mean"], h["ep_len_mean"], None) for h in trainer.history
-            if "ep_rew_mean" in h]
+    rows = [(h["num_timesteps"], h["ep_rew_mean"], h["ep_len_mean"], None, h["ep_count"]) for h in trainer.history
+            if h.get("ep_count", 0) >= prof["num_envs"]]
     trainer.save(out / f"fog_{seed}" / "policy")
     return rows, trainer.policy, time.time() - t0
 
@@ -65,6 +68,7 @@ def run_ppo(seed, prof, args, out, obs_type):
                 out=str(out), progress_bar=not args.smoke, run_name=f"ppo_{obs_type}_{seed}")
     t0 = time.time()
     model, rows, _ = train_ppo(a)
+    rows = [r for r in rows if r[4] >= prof["num_envs"]]
     policy = PPOFramePolicy(model, obs_type, checkpoint=args.checkpoint, device=args.device, action_offset=offset)
     return rows, policy, time.time() - t0
 

@@ -324,6 +324,7 @@ class FoGTrainer:
                 if self.ep_info:
                     logs["ep_rew_mean"] = float(np.mean([r for r, _ in self.ep_info]))
                     logs["ep_len_mean"] = float(np.mean([n for _, n in self.ep_info]))
+                    logs["ep_count"] = len(self.ep_info)  # episodes in the means (at most 100)
                 logs["num_timesteps"] = self.num_timesteps
                 self.history.append(logs)
                 self._log(logs)
