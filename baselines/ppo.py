@@ -133,20 +133,18 @@ class PPOFramePolicy:
                  action_offset: float = 0.0):
         from wm_gym.data import FrameHistory
         from wm_gym.envs.core import WorldModel
-        from wm_gym.models.surrogate import agent_position_readout
+        from .vec_env import AnchoredActions
 
         if action_offset > 0 and obs_type != "latent":
             raise ValueError("action_offset > 0 needs obs_type='latent' (the anchor is read from the latent)")
         self.model, self.obs_type, self.deterministic = model, obs_type, deterministic
         self.wm = WorldModel.load(checkpoint, device)
         self.history = FrameHistory(self.wm.context)
-        self.action_offset = float(action_offset)
-        if self.action_offset > 0:
-            low, high = self.wm.task.action_low, self.wm.task.action_high
+        self.anchored = None
+        if action_offset > 0:
             m = int(self.wm.surrogate.config.action_dim)
-            self._box = (np.full(m, low, np.float32), np.full(m, high, np.float32))
-            weight, bias = agent_position_readout(self.wm.surrogate, *self._box)
-            self._anchor = (weight.numpy(), bias.numpy())
+            self.anchored = AnchoredActions(self.wm.surrogate, np.full(m, self.wm.task.action_low),
+                                            np.full(m, self.wm.task.action_high), action_offset)
 
     def reset(self) -> None:
         self.history.reset()
@@ -163,7 +161,6 @@ class PPOFramePolicy:
                 x = frames_to_tensor(self.history.push(frame))[None].to(self.wm.device)
                 obs = self.wm.surrogate.encode(x)[0].cpu().numpy()
         a, _ = self.model.predict(obs, deterministic=self.deterministic)
-        if self.action_offset > 0:
-            anchor = obs @ self._anchor[0].T + self._anchor[1]
-            return np.clip(anchor + self.action_offset * np.clip(a, -1, 1), *self._box)
+        if self.anchored is not None:
+            return self.anchored(obs, a)
         return self.wm.task.unnormalize_action(np.clip(a, -1, 1))

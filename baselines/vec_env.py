@@ -19,6 +19,23 @@ from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 
+class AnchoredActions:
+    """Map policy actions in [-1, 1] to targets at most ``offset`` env units from the surrogate's estimate of
+    the agent position (read from the latent), clipped to the Box: FoG's anchored actor
+    (``FoGConfig.action_offset``) in numpy, for SB3 policies in training (the adapter) and evaluation."""
+
+    def __init__(self, surrogate, low, high, offset: float):
+        from wm_gym.models.surrogate import agent_position_readout
+
+        self.low, self.high = np.asarray(low, np.float32), np.asarray(high, np.float32)
+        weight, bias = agent_position_readout(surrogate, self.low, self.high)
+        self.weight, self.bias, self.offset = weight.numpy(), bias.numpy(), float(offset)
+
+    def __call__(self, latent: np.ndarray, action: np.ndarray) -> np.ndarray:
+        anchor = latent @ self.weight.T + self.bias
+        return np.clip(anchor + self.offset * np.clip(action, -1.0, 1.0), self.low, self.high)
+
+
 class SB3VecEnvAdapter(VecEnv):
     """Expose a gymnasium ``VectorEnv`` with same-step autoreset as an SB3 ``VecEnv``.
 
@@ -51,10 +68,7 @@ class SB3VecEnvAdapter(VecEnv):
             if not normalize_actions or getattr(base, "obs_type", None) != "latent":
                 raise ValueError("action_offset > 0 anchors actions at the agent position read from the latent "
                                  "observation: use normalize_actions=True and obs_type='latent' (or action_offset=0)")
-            from wm_gym.models.surrogate import agent_position_readout
-
-            weight, bias = agent_position_readout(base.surrogate, self._low, self._high)
-            self._anchor = (weight.numpy(), bias.numpy())
+            self._anchored = AnchoredActions(base.surrogate, self._low, self._high, self.action_offset)
 
     # -- core API ------------------------------------------------------------------------------------
     def reset(self):
@@ -71,8 +85,7 @@ class SB3VecEnvAdapter(VecEnv):
         if self.action_offset > 0:
             if self._obs is None:
                 raise RuntimeError("reset() the env before stepping it")
-            anchor = self._obs @ self._anchor[0].T + self._anchor[1]
-            a = np.clip(anchor + self.action_offset * np.clip(a, -1.0, 1.0), self._low, self._high)
+            a = self._anchored(self._obs, a)
         elif self.normalize_actions:
             a = self._low + (np.clip(a, -1.0, 1.0) + 1.0) * 0.5 * (self._high - self._low)
         return a.astype(np.float32)
