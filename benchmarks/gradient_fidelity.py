@@ -192,9 +192,14 @@ def surrogate_rows(sur, ctx, actions, ref, horizons, reference, extra=None):
 
 
 def fidelity(gm, sur, frames, prev, actions, horizons, eps, seed, sampler_steps=None, eps_check=False, out=None,
-             autograd=False):
+             autograd=False, noise_seeds=1):
     """Surrogate gradients vs the global model's finite differences along its own rollouts (result rows);
     with ``autograd`` also vs the exact gradient of the same rollout (backprop through the sampler).
+
+    ``noise_seeds`` > 1 (with ``autograd``) also draws the diffusion noise ``noise_seeds`` times: the row
+    ``global-autograd-other-noise`` compares the exact gradient under another draw with the reference (how
+    much of the global gradient is noise: a deterministic surrogate cannot follow that part), and the
+    reference ``global-autograd, mean of S noises`` is the noise-averaged gradient at the same starts.
 
     ``out`` (a dict), if given, receives the reference gradient under ``"ref"``.
     """
@@ -215,7 +220,16 @@ def fidelity(gm, sur, frames, prev, actions, horizons, eps, seed, sampler_steps=
         exact = autograd_reference(gm, frames, prev, actions, seed, horizons, sampler_steps)
         if out is not None:
             out["autograd"] = exact
-        rows += surrogate_rows(sur, ctx, actions, exact, horizons, "global-autograd", {"global-fd": ref})
+        others = [autograd_reference(gm, frames, prev, actions, seed + 1000 * s, horizons, sampler_steps)
+                  for s in range(1, noise_seeds)]
+        extra_ag = {"global-fd": ref}
+        if others:
+            extra_ag["global-autograd-other-noise"] = others[0]
+        rows += surrogate_rows(sur, ctx, actions, exact, horizons, "global-autograd", extra_ag)
+        if others:
+            mean = torch.stack([exact] + others).mean(0)
+            rows += surrogate_rows(sur, ctx, actions, mean, horizons, f"global-autograd, mean of {noise_seeds} noises",
+                                   {"global-autograd-1-noise": exact})
     return rows
 
 
@@ -346,7 +360,7 @@ def smoke(args) -> None:
     frames = torch.rand(N, 2, 3, 16, 16, dtype=torch.float64) * 2 - 1
     prev = torch.zeros(N, 1, 2, dtype=torch.float64)
     actions = torch.rand(N, L, 2, dtype=torch.float64) * 2 - 1
-    rows = fidelity(gm, sur, frames, prev, actions, (1, 2, 4), 1e-5, args.seed, autograd=True)
+    rows = fidelity(gm, sur, frames, prev, actions, (1, 2, 4), 1e-5, args.seed, autograd=True, noise_seeds=2)
     print_table(rows)
     # the finite-difference reference must equal autograd on a differentiable global model
     gen = torch.Generator().manual_seed(args.seed)
@@ -372,6 +386,9 @@ def main(argv=None) -> None:
     p.add_argument("--truth", action="store_true", help="also compare with finite differences of the real simulator")
     p.add_argument("--no-autograd", action="store_true",
                    help="skip the exact (backprop-through-the-sampler) reference of the global model")
+    p.add_argument("--noise-seeds", type=int, default=1,
+                   help="draws of the diffusion noise for the exact reference (>1: adds noise-to-noise and "
+                        "noise-averaged rows)")
     p.add_argument("--sampler-steps", type=int, default=0, help="global sampler Euler steps (0: its default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -398,7 +415,8 @@ def main(argv=None) -> None:
     if gm is not None:
         dev = gm.device
         rows += fidelity(gm, sur, w.frames.to(dev), w.prev.to(dev), w.actions.to(dev), horizons, args.eps, args.seed,
-                         args.sampler_steps or None, args.eps_check, out=extra, autograd=not args.no_autograd)
+                         args.sampler_steps or None, args.eps_check, out=extra, autograd=not args.no_autograd,
+                         noise_seeds=args.noise_seeds)
     if args.truth:
         ref = truth_reference(w.episodes, w.starts, w.task, horizons, args.eps)
         g_fd = {"global-fd": extra["ref"]} if "ref" in extra else {}  # the global model's own gradient vs the truth

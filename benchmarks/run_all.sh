@@ -22,7 +22,7 @@ for s in $stages; do
            python benchmarks/env_speed.py > $R/env_speed.json                          # workers slowed it when after
            ;;
     gradients) python benchmarks/gradient_cost.py --json-out $R/gradient_cost.json
-               python benchmarks/gradient_fidelity.py --global-model $CKPT/global_model --surrogate $CKPT/surrogate --truth --starts 64 \
+               python benchmarks/gradient_fidelity.py --global-model $CKPT/global_model --surrogate $CKPT/surrogate --truth --starts 64 --noise-seeds 4 \
                  --data "$DATA" --json $R/gradient_fidelity.json > $R/gradient_fidelity.md
                python benchmarks/fog_ascent.py --json-out $R/fog_ascent.json ;;
     fidelity) wm-gym eval-fidelity --model $CKPT --probe "$PROBE" --data "$DATA" --out $R/fidelity --progress false ;;

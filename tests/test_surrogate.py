@@ -196,14 +196,19 @@ class ToyGlobalModel(torch.nn.Module):
     def device(self):
         return self.conv.weight.device
 
-    @torch.no_grad()
-    def step(self, obs, act, generator=None, num_steps=None):
+    def transition(self, obs, act, noise):
         B, K, C, H, W = obs.shape
         assert K == self.context and act.shape == (B, K, 2)
         x = torch.cat([obs.flatten(1, 2), act[:, -1, :, None, None].expand(B, 2, H, W)], 1)
-        noise = torch.randn(obs[:, -1].shape, generator=generator)
-        nxt = (obs[:, -1] + 0.1 * self.conv(x) + 0.01 * noise).clamp(-1, 1)
+        nxt = torch.tanh(obs[:, -1] + 0.1 * self.conv(x) + 0.01 * noise)
         out = self.head(nxt.mean((2, 3)))
+        return nxt, out
+
+    @torch.no_grad()
+    def step(self, obs, act, generator=None, num_steps=None, noise=None):
+        if noise is None:
+            noise = torch.randn(obs[:, -1].shape, generator=generator)
+        nxt, out = self.transition(obs, act, noise)
         p = torch.sigmoid(out[:, -1])
         return SimpleNamespace(next_obs=nxt, rew=out[:, :-1], success_prob=p, success=p > 0.5)
 
@@ -279,6 +284,73 @@ def test_train_mixes_global_model_rollouts(tiny_dataset, tmp_path):
     # refresh at steps 0 and 2; context padding = max(K=2, Kg=3) - 1 = 2 frames before each rollout
     assert len(seen) == 2 and seen[0] == ((4, 2 + 6 + 1, 3, 32, 32), (4, 2 + 6, 2), (4, 6, 3))  # 3 reward labels
     assert np.isfinite(logs["loss"])
+
+
+def test_global_derivatives_equal_autograd_of_the_global_step():
+    from wm_gym.train_surrogate import global_derivatives
+
+    torch.manual_seed(0)
+    gm = ToyGlobalModel(context=3).double()
+    sur = Surrogate(image_size=32, context=2, latent_dim=8, encoder_channels=(8, 8), dynamics_hidden=16,
+                    reward_hidden=16).double()
+    obs = torch.rand(4, 3, 3, 32, 32, dtype=torch.float64) * 2 - 1
+    act = torch.rand(4, 3, 2, dtype=torch.float64) * 2 - 1
+    drda, dzda = global_derivatives(gm, sur, obs, act, 1e-5, torch.Generator().manual_seed(3))
+    noise = torch.randn(obs[:, -1].shape, generator=torch.Generator().manual_seed(3)).double()  # the same draw
+
+    def f(a_last):
+        a = torch.cat([act[:, :-1], a_last[:, None]], 1)
+        nxt, out = gm.transition(obs, a, noise)
+        return out[:, :-1], sur.encode(torch.cat([obs[:, -1:], nxt[:, None]], 1))
+
+    a0 = act[:, -1].clone().requires_grad_(True)
+    rew, z = f(a0)
+    ref_r = torch.stack([torch.stack([torch.autograd.grad(rew[:, k].sum(), a0, retain_graph=True)[0]
+                                      for k in range(3)], -1)], 0)[0]  # (B, m, R)
+    ref_z = torch.stack([torch.autograd.grad(z[:, i].sum(), a0, retain_graph=True)[0] for i in range(8)], 1)
+    assert drda.shape == (4, 2, 3) and dzda.shape == (4, 8, 2)
+    torch.testing.assert_close(drda, ref_r, rtol=1e-5, atol=1e-8)
+    torch.testing.assert_close(dzda, ref_z, rtol=1e-5, atol=1e-8)
+
+
+def test_derivative_matching_fits_the_global_derivatives():
+    """Sobolev training: the surrogate's drda / dfda can be fitted to given targets (loss falls by 10x)."""
+    from wm_gym.train_surrogate import derivative_loss
+
+    torch.manual_seed(0)
+    sur = Surrogate(image_size=32, context=2, latent_dim=8, encoder_channels=(8, 8), dynamics_hidden=32,
+                    reward_hidden=32)
+    torch.nn.init.normal_(sur.dynamics.out.weight, std=0.1)
+    obs = torch.rand(16, 2, 3, 32, 32) * 2 - 1
+    act = torch.rand(16, 2) * 2 - 1
+    drda_ref, dzda_ref = torch.randn(16, 2, 3) * 0.3, torch.randn(16, 8, 2) * 0.3
+    opt = torch.optim.Adam(sur.parameters(), lr=3e-3)
+    first = None
+    for _ in range(300):
+        g_r, g_z = derivative_loss(sur, obs, act, drda_ref, dzda_ref)
+        loss = g_r + g_z
+        first = first if first is not None else float(loss.detach())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.1 * first, (first, float(loss.detach()))
+
+
+def test_train_matches_global_derivatives(tiny_dataset, tmp_path):
+    from wm_gym.train_surrogate import train
+
+    gm = ToyGlobalModel(context=3)
+    logs = train(tiny_args(tiny_dataset, tmp_path / "g", steps=3, gm_fraction=0.5, gradient_coef=1.0,
+                           gradient_batch=4), global_model=gm)
+    assert np.isfinite(logs["loss"]) and {"grad_cos_dense", "grad_rel_err_latent"} <= set(logs)
+    # fine-tuning from a saved surrogate keeps its architecture
+    logs2 = train(tiny_args(tiny_dataset, tmp_path / "g2", steps=2, gm_fraction=0.5, gradient_coef=1.0,
+                            gradient_batch=4, init_from=str(tmp_path / "g" / "surrogate"), latent_dim=4),
+                  global_model=gm)
+    assert Surrogate.from_pretrained(tmp_path / "g2" / "surrogate").config.latent_dim == 16
+    assert np.isfinite(logs2["loss"])
+    with pytest.raises(ValueError, match="--global-model"):
+        train(tiny_args(tiny_dataset, tmp_path / "g3", steps=1, gradient_coef=1.0))
 
 
 def test_cli_lists_and_runs_train_surrogate(tiny_dataset, tmp_path, capsys):

@@ -21,6 +21,13 @@ linearised at the states the global model visits, so it is trained on them too. 
 true state; their rewards / success are the global model's. The rollouts fill a ring buffer that is
 refreshed every ``--gm-refresh-every`` steps.
 
+With ``--gradient-coef C`` (and a global model) the surrogate's *derivatives* are also fitted to the global
+model's (Sobolev training, Czarnecki et al. 2017, https://arxiv.org/abs/1706.04859): at contexts of the
+global rollouts, central finite differences of one global step under common noise give ``d r / d a`` for
+every reward label and ``d z' / d a`` of the encoder's latent of the next context; the surrogate's
+``drda`` and ``dfda`` at the same (z, a) are pulled towards them (squared error relative to the targets'
+mean square). FoG uses exactly these derivatives at the states the global model visits.
+
 Outputs: ``OUT/surrogate/`` (``Surrogate.save_pretrained``), ``OUT/checkpoint.pt`` (training state for
 ``--resume``), ``OUT/metrics.json`` (last validation), ``OUT/tb/`` (TensorBoard), all written atomically.
 """
@@ -87,6 +94,11 @@ class TrainSurrogateArgs:
     gm_refresh_every: int = arg(25, "steps between refreshes of the rollout buffer")
     gm_buffer: int = arg(512, "rollouts kept in the ring buffer")
     gm_sampler_steps: int = arg(0, "Euler steps of the global sampler (0: its default)")
+    # derivative matching (Sobolev training) against the global model
+    gradient_coef: float = arg(0.0, "weight of matching the global model's action derivatives (needs --global-model)")
+    gradient_batch: int = arg(16, "contexts per step for the derivative matching")
+    gradient_eps: float = arg(0.02, "central finite-difference step of the global derivatives (normalised actions)")
+    init_from: str = arg("", "start from this Surrogate directory (fine-tuning; its architecture is kept)")
     # data, logging
     val_fraction: float = arg(0.1, "validation fraction of episodes")
     max_episodes: int = arg(0, "use at most N episodes per split (0: all)")
@@ -186,6 +198,15 @@ class WindowBank:
             "has_state": self.has_state[item],
         }
 
+    def global_inputs(self, item: torch.Tensor, t: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The global model's inputs at step t: frames (n, Kg, 3, S, S) in [-1, 1] and actions (n, Kg, m), the
+        last one taken at t."""
+        if context > self.pad + 1:
+            raise ValueError(f"a context of {context} frames needs a bank padded by >= {context - 1} (got {self.pad})")
+        back = torch.arange(-context + 1, 1)
+        frames = self.frames[item[:, None], t[:, None] + self.pad + back].float().div(127.5).sub(1.0)
+        return frames, self.act[item[:, None], t[:, None] + self.pad + back]
+
     def add(self, frames: torch.Tensor, act: torch.Tensor, rew: torch.Tensor, succ: torch.Tensor) -> None:
         """Append sequences (ring buffer): frames (n, pad+L+1, 3, S, S) uint8, act (n, pad+L, m), rew, succ."""
         for j in range(frames.shape[0]):
@@ -226,6 +247,84 @@ def global_rollouts(gm, bank: WindowBank, n: int, steps: int, rng: np.random.Gen
         obs = torch.cat([obs[:, 1:], out.next_obs[:, None]], 1)
     gen = torch.stack(new_frames, 1).add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
     return torch.cat([prefix, gen], 1), acts, torch.stack(rews, 1), torch.stack(succs, 1)
+
+
+@torch.no_grad()
+def global_derivatives(gm, model: Surrogate, obs_g: torch.Tensor, act_g: torch.Tensor, eps: float,
+                       generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Derivatives of one global step w.r.t. the action taken, by central differences under common noise.
+
+    ``obs_g`` (n, Kg, 3, S, S), ``act_g`` (n, Kg, m) (last action = the one taken). Returns ``drda`` (n, m, R)
+    of the global model's rewards and ``dzda`` (n, d, m) of ``model.encode`` of the next context (the last
+    K-1 frames of ``obs_g`` and the generated frame). Both are targets: no graph.
+    """
+    K = model.config.context
+    if obs_g.shape[1] < K - 1:
+        raise ValueError(f"need >= {K - 1} global context frames for the surrogate's next context, got {obs_g.shape[1]}")
+    noise = torch.randn(obs_g[:, -1].shape, generator=generator, device=generator.device).to(obs_g.device, obs_g.dtype)
+    dtype = model.dynamics.out.weight.dtype
+    drda, dzda = [], []
+    for j in range(act_g.shape[-1]):
+        vals = []
+        for sign in (1.0, -1.0):
+            a = act_g.clone()
+            a[:, -1, j] += sign * eps
+            out = gm.step(obs_g, a, noise=noise)
+            nxt = torch.cat([obs_g[:, obs_g.shape[1] - K + 1:], out.next_obs[:, None]], 1)
+            vals.append((out.rew.to(model.device, dtype), model.encode(nxt.to(model.device, dtype))))
+        drda.append((vals[0][0] - vals[1][0]) / (2 * eps))
+        dzda.append((vals[0][1] - vals[1][1]) / (2 * eps))
+    return torch.stack(drda, 1), torch.stack(dzda, -1)
+
+
+def action_derivatives(model: Surrogate, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The surrogate's ``drda`` (n, m, R) (all reward labels) and ``dfda`` (n, d, m) at (encode(obs), act),
+    differentiable w.r.t. its weights."""
+    with torch.enable_grad():
+        z = model.encode(obs)
+        a = act.detach().requires_grad_(True)
+        r = model.reward(z, a)
+        drda = torch.stack([torch.autograd.grad(r[:, k].sum(), a, create_graph=True)[0] for k in range(r.shape[1])],
+                           -1)
+        return drda, model.jacobians(z, a).dfda  # closed form, differentiable w.r.t. the weights
+
+
+def derivative_loss(model: Surrogate, obs: torch.Tensor, act: torch.Tensor, drda_ref: torch.Tensor,
+                    dzda_ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Relative squared errors of the surrogate's ``drda`` (all labels) and ``dfda`` at (encode(obs), act)
+    against the global model's (:func:`global_derivatives`): ``(reward term, latent term)``."""
+    return relative_errors(*action_derivatives(model, obs, act), drda_ref, dzda_ref)
+
+
+def relative_errors(drda, dfda, drda_ref, dzda_ref) -> tuple[torch.Tensor, torch.Tensor]:
+    """Squared errors relative to the targets' mean square: reward (mean over labels), latent."""
+    rel_r = (drda - drda_ref).pow(2).sum(1).mean(0) / drda_ref.pow(2).sum(1).mean(0).clamp_min(1e-8)  # per label
+    rel_z = (dfda - dzda_ref).pow(2).sum((1, 2)).mean() / dzda_ref.pow(2).sum((1, 2)).mean().clamp_min(1e-8)
+    return rel_r.mean(), rel_z
+
+
+def validate_derivatives(model: Surrogate, gm, obs_g: torch.Tensor, act_g: torch.Tensor, eps: float, seed: int,
+                         chunk: int = 64) -> dict[str, float]:
+    """Held-out agreement of the surrogate's one-step action derivatives with the global model's (fixed
+    noise): mean cosine of ``drda`` per reward label (``grad_cos_{label}``), relative errors."""
+    model.eval()
+    gen = torch.Generator(device=gm.device).manual_seed(seed)
+    K, cos, rel = model.config.context, [], []
+    n_r = n_z = 0.0
+    for i in range(0, obs_g.shape[0], chunk):
+        o, a = obs_g[i:i + chunk].to(gm.device), act_g[i:i + chunk].to(gm.device)
+        drda_ref, dzda_ref = global_derivatives(gm, model, o, a, eps, gen)
+        drda, dfda = action_derivatives(model, o[:, -K:].to(model.device), a[:, -1].to(model.device))
+        drda, dfda = drda.detach(), dfda.detach()
+        g_r, g_z = relative_errors(drda, dfda, drda_ref, dzda_ref)
+        cos.append(F.cosine_similarity(drda, drda_ref, dim=1))  # (n, R)
+        m = o.shape[0]
+        n_r, n_z = n_r + float(g_r) * m, n_z + float(g_z) * m
+    cos = torch.cat(cos)
+    model.train()
+    logs = {f"grad_cos_{name}": float(cos[:, k].mean()) for k, name in enumerate(model.config.reward_types)}
+    logs.update(grad_rel_err_reward=n_r / obs_g.shape[0], grad_rel_err_latent=n_z / obs_g.shape[0])
+    return logs
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -358,6 +457,8 @@ def train(args: TrainSurrogateArgs, global_model=None) -> dict[str, float]:
 
         global_model = GlobalModel.from_pretrained(args.global_model, device=device)
     use_gm = global_model is not None and args.gm_fraction > 0
+    if args.init_from:  # the windows must fit the checkpoint's encoder
+        args = dataclasses.replace(args, context=int(Surrogate.load_config(args.init_from)["context"]))
     pad = max(args.context, global_model.context if use_gm else 1) - 1
     train_bank = WindowBank.from_episodes(train_eps, task, pad)
     val_bank = WindowBank.from_episodes(val_eps, task, pad)
@@ -374,11 +475,27 @@ def train(args: TrainSurrogateArgs, global_model=None) -> dict[str, float]:
         gm_gen = torch.Generator(device=global_model.device).manual_seed(args.seed + 2)
 
     # 2. model, optimiser, resume
-    model = Surrogate(image_size=image_size, context=args.context, action_dim=task.action_dim,
-                      latent_dim=args.latent_dim, latent_norm=args.latent_norm, encoder_channels=args.channels, keypoints=args.keypoints,
-                      dynamics_hidden=args.dynamics_hidden, dynamics_layers=args.dynamics_layers,
-                      reward_hidden=args.reward_hidden, reward_types=tuple(task.reward_types),
-                      state_dim=STATE_DIM if args.state_coef > 0 else 0, task=task.to_dict()).to(device)
+    if args.init_from:
+        model = Surrogate.from_pretrained(args.init_from).to(device)
+        if model.config.image_size != image_size or tuple(model.config.reward_types) != tuple(task.reward_types):
+            raise ValueError(f"--init-from {args.init_from}: its image_size {model.config.image_size} / reward_types "
+                             f"{tuple(model.config.reward_types)} do not match the dataset's {image_size} / "
+                             f"{tuple(task.reward_types)}")
+    else:
+        model = Surrogate(image_size=image_size, context=args.context, action_dim=task.action_dim,
+                          latent_dim=args.latent_dim, latent_norm=args.latent_norm, encoder_channels=args.channels,
+                          keypoints=args.keypoints, dynamics_hidden=args.dynamics_hidden,
+                          dynamics_layers=args.dynamics_layers, reward_hidden=args.reward_hidden,
+                          reward_types=tuple(task.reward_types), state_dim=STATE_DIM if args.state_coef > 0 else 0,
+                          task=task.to_dict()).to(device)
+    use_grad = args.gradient_coef > 0
+    if use_grad and not use_gm:
+        raise ValueError("--gradient-coef > 0 matches the global model's derivatives: give --global-model DIR "
+                         "and --gm-fraction > 0")
+    if use_grad:
+        grad_gen = torch.Generator(device=global_model.device).manual_seed(args.seed + 3)
+        vi_g, vt_g = val_bank.sample_starts(args.eval_windows // 2, 1, np.random.default_rng(args.seed + 4))
+        val_grad = val_bank.global_inputs(vi_g, vt_g, global_model.context)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     step, samples = 0, 0
     if args.resume and ckpt_path.exists():
@@ -401,6 +518,8 @@ def train(args: TrainSurrogateArgs, global_model=None) -> dict[str, float]:
 
     def evaluate() -> dict[str, float]:
         logs = validate(model, val_batch, args)
+        if use_grad:
+            logs.update(validate_derivatives(model, global_model, *val_grad, args.gradient_eps, args.seed + 5))
         for k, v in logs.items():
             writer.add_scalar(f"val/{k}", v, step)
         atomic_write_text(out / "metrics.json", json.dumps({"step": step, "samples": samples, **logs}, indent=2))
@@ -431,6 +550,17 @@ def train(args: TrainSurrogateArgs, global_model=None) -> dict[str, float]:
         for g in opt.param_groups:
             g["lr"] = args.lr * min(1.0, (step + 1) / max(1, args.warmup_steps))
         loss, logs = surrogate_loss(model, batch, args)
+        if use_grad:
+            bank = gm_bank if gm_bank.size else train_bank
+            obs_g, act_g = bank.global_inputs(*bank.sample_starts(args.gradient_batch, 1, rng), global_model.context)
+            obs_g, act_g = obs_g.to(global_model.device), act_g.to(global_model.device)
+            tg = time.time()
+            drda_ref, dzda_ref = global_derivatives(global_model, model, obs_g, act_g, args.gradient_eps, grad_gen)
+            gm_seconds += time.time() - tg
+            K = model.config.context
+            g_r, g_z = derivative_loss(model, obs_g[:, -K:].to(device), act_g[:, -1].to(device), drda_ref, dzda_ref)
+            loss = loss + args.gradient_coef * (g_r + g_z)
+            logs.update(loss=float(loss.detach()), grad_reward=float(g_r.detach()), grad_latent=float(g_z.detach()))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip))
