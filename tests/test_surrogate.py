@@ -349,6 +349,10 @@ def test_train_matches_global_derivatives(tiny_dataset, tmp_path):
                   global_model=gm)
     assert Surrogate.from_pretrained(tmp_path / "g2" / "surrogate").config.latent_dim == 16
     assert np.isfinite(logs2["loss"])
+    # a surrogate that sees more frames (4) than the global model (3)
+    logs3 = train(tiny_args(tiny_dataset, tmp_path / "g4", steps=2, gm_fraction=0.5, gradient_coef=1.0,
+                            gradient_batch=4, context=4), global_model=gm)
+    assert np.isfinite(logs3["loss"]) and np.isfinite(logs3["grad_cos_dense"])
     with pytest.raises(ValueError, match="--global-model"):
         train(tiny_args(tiny_dataset, tmp_path / "g3", steps=1, gradient_coef=1.0))
 

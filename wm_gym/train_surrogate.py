@@ -254,13 +254,15 @@ def global_derivatives(gm, model: Surrogate, obs_g: torch.Tensor, act_g: torch.T
                        generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Derivatives of one global step w.r.t. the action taken, by central differences under common noise.
 
-    ``obs_g`` (n, Kg, 3, S, S), ``act_g`` (n, Kg, m) (last action = the one taken). Returns ``drda`` (n, m, R)
-    of the global model's rewards and ``dzda`` (n, d, m) of ``model.encode`` of the next context (the last
-    K-1 frames of ``obs_g`` and the generated frame). Both are targets: no graph.
+    ``obs_g`` (n, P, 3, S, S), ``act_g`` (n, P, m): the last P >= max(Kg, K - 1) frames and actions (last
+    action = the one taken); the global model sees the last Kg of them. Returns ``drda`` (n, m, R) of the
+    global model's rewards and ``dzda`` (n, d, m) of ``model.encode`` of the next context (the last K-1
+    frames of ``obs_g`` and the generated frame). Both are targets: no graph.
     """
-    K = model.config.context
-    if obs_g.shape[1] < K - 1:
-        raise ValueError(f"need >= {K - 1} global context frames for the surrogate's next context, got {obs_g.shape[1]}")
+    K, Kg = model.config.context, gm.context
+    if obs_g.shape[1] < max(Kg, K - 1):
+        raise ValueError(f"need >= {max(Kg, K - 1)} context frames (global model {Kg}, surrogate {K}), "
+                         f"got {obs_g.shape[1]}")
     noise = torch.randn(obs_g[:, -1].shape, generator=generator, device=generator.device).to(obs_g.device, obs_g.dtype)
     dtype = model.dynamics.out.weight.dtype
     drda, dzda = [], []
@@ -269,7 +271,7 @@ def global_derivatives(gm, model: Surrogate, obs_g: torch.Tensor, act_g: torch.T
         for sign in (1.0, -1.0):
             a = act_g.clone()
             a[:, -1, j] += sign * eps
-            out = gm.step(obs_g, a, noise=noise)
+            out = gm.step(obs_g[:, -Kg:], a[:, -Kg:], noise=noise)
             nxt = torch.cat([obs_g[:, obs_g.shape[1] - K + 1:], out.next_obs[:, None]], 1)
             vals.append((out.rew.to(model.device, dtype), model.encode(nxt.to(model.device, dtype))))
         drda.append((vals[0][0] - vals[1][0]) / (2 * eps))
@@ -309,7 +311,7 @@ def validate_derivatives(model: Surrogate, gm, obs_g: torch.Tensor, act_g: torch
     noise): mean cosine of ``drda`` per reward label (``grad_cos_{label}``), relative errors."""
     model.eval()
     gen = torch.Generator(device=gm.device).manual_seed(seed)
-    K, cos, rel = model.config.context, [], []
+    K, cos = model.config.context, []
     n_r = n_z = 0.0
     for i in range(0, obs_g.shape[0], chunk):
         o, a = obs_g[i:i + chunk].to(gm.device), act_g[i:i + chunk].to(gm.device)
@@ -495,7 +497,8 @@ def train(args: TrainSurrogateArgs, global_model=None) -> dict[str, float]:
     if use_grad:
         grad_gen = torch.Generator(device=global_model.device).manual_seed(args.seed + 3)
         vi_g, vt_g = val_bank.sample_starts(args.eval_windows // 2, 1, np.random.default_rng(args.seed + 4))
-        val_grad = val_bank.global_inputs(vi_g, vt_g, global_model.context)
+        grad_context = max(model.config.context, global_model.context)  # frames both models need
+        val_grad = val_bank.global_inputs(vi_g, vt_g, grad_context)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     step, samples = 0, 0
     if args.resume and ckpt_path.exists():
@@ -552,7 +555,7 @@ def train(args: TrainSurrogateArgs, global_model=None) -> dict[str, float]:
         loss, logs = surrogate_loss(model, batch, args)
         if use_grad:
             bank = gm_bank if gm_bank.size else train_bank
-            obs_g, act_g = bank.global_inputs(*bank.sample_starts(args.gradient_batch, 1, rng), global_model.context)
+            obs_g, act_g = bank.global_inputs(*bank.sample_starts(args.gradient_batch, 1, rng), grad_context)
             obs_g, act_g = obs_g.to(global_model.device), act_g.to(global_model.device)
             tg = time.time()
             drda_ref, dzda_ref = global_derivatives(global_model, model, obs_g, act_g, args.gradient_eps, grad_gen)
