@@ -82,8 +82,9 @@ class CurveCallback:
         self.callback = _CB()
 
 
-def train_ppo(args: PPOArgs):
-    """Train PPO; returns (model, curve rows [(env_steps, ep_rew_mean, ep_len_mean, seconds, episodes in the mean)])."""
+def train_ppo(args: PPOArgs, callback=None):
+    """Train PPO; returns (model, curve rows [(env_steps, ep_rew_mean, ep_len_mean, seconds, episodes in the mean)],
+    run directory). ``callback``: an extra SB3 callback (or list of them) run beside the curve recorder."""
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import CallbackList, EvalCallback
@@ -109,6 +110,8 @@ def train_ppo(args: PPOArgs):
         eval_env.seed(args.seed + 10_000)
         callbacks.append(EvalCallback(eval_env, eval_freq=max(1, args.eval_freq // args.num_envs),
                                       n_eval_episodes=8, best_model_save_path=str(out), log_path=str(out)))
+    if callback is not None:
+        callbacks += list(callback) if isinstance(callback, (list, tuple)) else [callback]
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model.learn(args.total_timesteps, callback=CallbackList(callbacks), progress_bar=args.progress_bar,
                 tb_log_name="ppo")
@@ -148,6 +151,16 @@ class PPOFramePolicy:
 
     def reset(self) -> None:
         self.history.reset()
+
+    def act_latent(self, latents: np.ndarray) -> np.ndarray:
+        """Env-unit actions (B, m) for latent observations (B, d) (``obs_type="latent"`` only), e.g. for
+        ``fog_trainer.evaluate.WorldModelEvaluator``."""
+        if self.obs_type != "latent":
+            raise ValueError("act_latent needs a PPO model trained on obs_type='latent'")
+        a, _ = self.model.predict(np.asarray(latents, dtype=np.float32), deterministic=self.deterministic)
+        if self.anchored is not None:
+            return self.anchored(latents, a)
+        return self.wm.task.unnormalize_action(np.clip(a, -1, 1))
 
     def act(self, frame: np.ndarray) -> np.ndarray:
         import torch

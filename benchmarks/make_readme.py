@@ -10,7 +10,6 @@ each file is listed beside its table (see ``benchmarks/run_all.sh``).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import platform
 import sys
@@ -36,19 +35,6 @@ def _f(x, nd=2):
     return f"{x:.{nd}f}"
 
 
-def _first_returns(name: str) -> dict[str, float]:
-    """Per algorithm, the mean over seeds of the first logged ep_rew_mean of a curves CSV."""
-    path = RESULTS / name
-    if not path.exists():
-        return {}
-    firsts: dict[str, dict[str, float]] = {}
-    with open(path) as f:
-        for row in csv.DictReader(f):
-            if row["ep_rew_mean"] not in ("", "nan"):
-                firsts.setdefault(row["algo"], {}).setdefault(row["seed"], float(row["ep_rew_mean"]))
-    return {algo: sum(v.values()) / len(v) for algo, v in firsts.items()}
-
-
 def section() -> str:
     out = []
     machine = _load("machine.json") or {"cpu": platform.processor() or platform.machine()}
@@ -57,35 +43,36 @@ def section() -> str:
 
     se = _load("sample_efficiency_quick/summary.json")
     out.append("\n### Sample efficiency: FoG vs PPO in WM-PushT-v0 (`benchmarks/sample_efficiency.py --quick`)\n")
-    if se:
+    if se and "eval_schedule" in se:
         out.append(f"{len(se['seeds'])} seeds, {se['steps_per_run']:,} world-model env steps per run, "
-                   f"`{se['reward_type']}` reward; `ep_rew_mean` = mean return of the last 100 training episodes. "
-                   "Ground truth = the final policy run in the real gym-pusht.\n")
-        first = _first_returns("sample_efficiency_quick/curves.csv")
-        out.append("| algorithm | first ep_rew_mean | final ep_rew_mean | best ep_rew_mean | wall s / run | "
+                   f"`{se['reward_type']}` reward, FoG with N = {se['fog_num_envs']} envs. `eval` = the deterministic "
+                   f"policy's return over one full episode in each of {se['eval_envs']} world-model envs from fixed "
+                   f"seeded starts and noise, at env steps {', '.join(f'{x:,}' for x in se['eval_schedule'])} "
+                   "(mean over seeds); `ep_rew_mean` = mean return of the last 100 training episodes (it lags: its "
+                   "first value needs ~19k steps). Ground truth = the final policy run in the real gym-pusht.\n")
+        out.append("| algorithm | eval at 0 | final eval | best eval | final ep_rew_mean | wall s / run | "
                    "GT mean max coverage | GT success | GT dense return |")
-        out.append("|---|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|")
         for algo in ("fog", "ppo_latent", "ppo_pixels"):
             if algo in se:
                 s = se[algo]
                 gt = s.get("ground_truth", {})
-                out.append(f"| {algo} | {_f(first.get(algo))} | {_f(s['final_ep_rew_mean'])} | "
-                           f"{_f(s['best_ep_rew_mean'])} | {_f(s['wall_s_per_run'], 0)} | "
-                           f"{_f(gt.get('mean_max_coverage'), 3)} | {_f(gt.get('success_rate'), 2)} | "
-                           f"{_f(gt.get('mean_return_dense'), 1)} |")
-        out.append("\n`first` = the mean return of each run's first logged episodes (the initial policy, "
-                   "before learning has changed it much).")
+                out.append(f"| {algo} | {_f(s['first_eval_return'])} | {_f(s['final_eval_return'])} | "
+                           f"{_f(s['best_eval_return'])} | {_f(s['final_ep_rew_mean'])} | "
+                           f"{_f(s['wall_s_per_run'], 0)} | {_f(gt.get('mean_max_coverage'), 3)} | "
+                           f"{_f(gt.get('success_rate'), 2)} | {_f(gt.get('mean_return_dense'), 1)} |")
         for algo, r in se.get("ratios", {}).items():
             ratio = r["ratio"] if isinstance(r["ratio"], str) else f"{r['ratio']:.1f}x"
-            out.append(f"\nHeadline ({algo}): PPO reaches its best ep_rew_mean {_f(r['ppo_best'])} after "
-                       f"{_f(r['ppo_steps'], 0)} steps, FoG after {_f(r['fog_steps'], 0)}: **{ratio}**.")
-            if first.get("fog") is not None and first["fog"] >= r["ppo_best"]:
-                out.append(f"\nRead this ratio with care: FoG's *first* episodes ({_f(first['fog'])}) already "
-                           f"return more than PPO's best, so it measures the two initial policies, not learning; "
-                           f"FoG's return then goes from {_f(first['fog'])} to {_f(se['fog']['final_ep_rew_mean'])}.")
+            out.append(f"\nHeadline ({algo}): PPO's deterministic eval return reaches its best {_f(r['ppo_best'])} "
+                       f"after {_f(r['ppo_steps'], 0)} steps, FoG's after {_f(r['fog_steps'], 0)}: **{ratio}** "
+                       "(goal: 20x).")
+            t = se.get("ratios_ep_rew_mean", {}).get(algo)
+            if t:
+                tr = t["ratio"] if isinstance(t["ratio"], str) else f"{t['ratio']:.1f}x"
+                out.append(f"The same on the training curves (`ep_rew_mean`, best {_f(t['ppo_best'])}): {tr}.")
         out.append("\n![learning curves](benchmarks/results/sample_efficiency_quick/curves.png)")
     else:
-        out.append("not run yet")
+        out.append("not run yet (or run by an older version of the script: rerun it)")
 
     fog = _load("fog_example.json")
     out.append("\n### `examples/fog_pusht.py` (default budget) in the ground truth\n")

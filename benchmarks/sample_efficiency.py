@@ -1,19 +1,28 @@
 """Sample efficiency on WM-PushT-v0: FoG vs SB3 PPO (latent MlpPolicy, pixel CnnPolicy), several seeds.
 
 Every algorithm sees the same env (same world model, ``reward_type``, 300-step episodes) and is scored
-by the same number: ``ep_rew_mean``, the mean undiscounted return of its last 100 finished training
-episodes (SB3's ``rollout/ep_rew_mean``), against world-model env steps. At the end each final policy
-is also run in the real gym-pusht (``fog_trainer.evaluate``).
+by the same two numbers against world-model env steps (every training step of the global model counts):
+
+* ``eval_return`` (the headline): the deterministic policy's mean return over one full episode in each of
+  ``eval_envs`` world-model envs reset from the same seeded start states with the same diffusion noise
+  (:class:`fog_trainer.evaluate.WorldModelEvaluator`, the world-model ``EvalCallback``), at the same
+  env-step checkpoints for every algorithm (0, then a geometric grid up to the budget, so early progress is
+  resolved). Evaluation steps are not counted as training steps.
+* ``ep_rew_mean``: the mean undiscounted return of the last 100 finished *training* episodes (SB3's
+  ``rollout/ep_rew_mean``). It lags: with 64 envs and 300-step episodes its first value (64 episodes)
+  exists only after ~19k steps, so it cannot show a speed-up larger than ~5x at 100k steps.
+
+At the end each final policy is also run in the real gym-pusht (``fog_trainer.evaluate``).
 
     python benchmarks/sample_efficiency.py --quick      # CPU profile, results in benchmarks/results/
     python benchmarks/sample_efficiency.py --full --device cuda
     python benchmarks/sample_efficiency.py --smoke --checkpoint DIR   # seconds (test suite)
 
-Headline: ``ratio = PPO env steps to reach its best ep_rew_mean / FoG env steps to reach the same``
-(per PPO variant, on the seed-mean curves); when FoG never reaches it the ratio is reported as < 1.
-A curve point counts once its mean is over at least ``num_envs`` finished episodes: before that it is
-the mean of a handful of episodes the world model ended early (e.g. one predicted success at step 123
-gave ep_rew_mean -126 and made that the "best" of a run).
+Headline: ``ratio = PPO env steps to reach its best eval_return / FoG env steps to reach the same`` (per
+PPO variant, on the seed-mean eval curves, linearly interpolated between checkpoints); when FoG never
+reaches it the ratio is reported as < 1. The same ratio on the ``ep_rew_mean`` curves is also written.
+A training-curve point counts once its mean is over at least ``num_envs`` finished episodes: before that
+it is the mean of a handful of episodes the world model ended early.
 """
 
 from __future__ import annotations
@@ -32,31 +41,57 @@ import numpy as np
 
 PROFILES = {
     "smoke": {"steps": 512, "seeds": [0], "algos": ["fog", "ppo_latent"], "gt_seeds": 1, "gt_steps": 10,
-              "num_envs": 8},
+              "num_envs": 8, "eval_envs": 2, "eval_steps": 5, "eval_first": 256, "eval_points": 3},
     "quick": {"steps": 100_000, "seeds": [0, 1], "algos": ["fog", "ppo_latent"], "gt_seeds": 20,
-              "gt_steps": 300, "num_envs": 64},
+              "gt_steps": 300, "num_envs": 64, "eval_envs": 32, "eval_steps": 300, "eval_first": 2048,
+              "eval_points": 9},
     "full": {"steps": 1_000_000, "seeds": [0, 1, 2, 3, 4], "algos": ["fog", "ppo_latent", "ppo_pixels"],
-             "gt_seeds": 50, "gt_steps": 300, "num_envs": 64},
+             "gt_seeds": 50, "gt_steps": 300, "num_envs": 64, "eval_envs": 64, "eval_steps": 300,
+             "eval_first": 2048, "eval_points": 13},
 }
+EVAL_SEED = 20_000  # start states and diffusion noise of every evaluation (training uses the run's seed)
 
 
-def run_fog(seed, prof, args, out):
+def eval_schedule(total: int, first: int, points: int) -> list[int]:
+    """Env steps at which to evaluate: 0, then ``points - 1`` geometrically spaced from ``first`` to ``total``."""
+    grid = np.geomspace(first, total, max(points - 1, 1)) if total > first else np.array([total])
+    return [0] + sorted({int(round(x)) for x in grid})
+
+
+class ScheduledEval:
+    """Evaluates a policy whenever training has passed the next point of the schedule (once per crossing,
+    recorded at the actual step count); ``rows`` = [(env_steps, mean eval return)]."""
+
+    def __init__(self, evaluator, schedule: list[int]):
+        self.evaluator, self.pending, self.rows = evaluator, list(schedule), []
+
+    def __call__(self, num_timesteps: int, act) -> None:
+        if self.pending and num_timesteps >= self.pending[0]:
+            while self.pending and num_timesteps >= self.pending[0]:
+                self.pending.pop(0)
+            self.rows.append((int(num_timesteps), self.evaluator(act)["mean_return"]))
+
+
+def run_fog(seed, prof, args, out, evaluate: ScheduledEval):
     from fog_trainer import FoGConfig, FoGTrainer
 
-    cfg = FoGConfig(num_envs=prof["num_envs"], seed=seed, device=args.device, checkpoint=args.checkpoint or "",
-                    reward_type=args.reward_type, run_dir=str(out / f"fog_{seed}"), progress_bar=not args.smoke,
-                    checkpoint_every=0)
+    cfg = FoGConfig(num_envs=args.fog_num_envs or prof["num_envs"], seed=seed, device=args.device,
+                    checkpoint=args.checkpoint or "", reward_type=args.reward_type, run_dir=str(out / f"fog_{seed}"),
+                    progress_bar=not args.smoke, checkpoint_every=0)
     t0 = time.time()
-    trainer = FoGTrainer("WM-PushT-v0", cfg).learn(prof["steps"])
+    trainer = FoGTrainer("WM-PushT-v0", cfg)
+    evaluate(0, trainer.policy.act_latent)
+    trainer.learn(prof["steps"], callback=lambda tr, logs: evaluate(tr.num_timesteps, tr.policy.act_latent))
     rows = [(h["num_timesteps"], h["ep_rew_mean"], h["ep_len_mean"], None, h["ep_count"]) for h in trainer.history
-            if h.get("ep_count", 0) >= prof["num_envs"]]
+            if h.get("ep_count", 0) >= cfg.num_envs]
     trainer.save(out / f"fog_{seed}" / "policy")
     return rows, trainer.policy, time.time() - t0
 
 
-def run_ppo(seed, prof, args, out, obs_type):
-    from baselines import PPOArgs, PPOFramePolicy, train_ppo
+def run_ppo(seed, prof, args, out, obs_type, evaluate: ScheduledEval):
+    from stable_baselines3.common.callbacks import BaseCallback
 
+    from baselines import PPOArgs, PPOFramePolicy, train_ppo
     from fog_trainer import FoGConfig
 
     # PPO on the latent acts in FoG's action parameterisation (agent-anchored offsets); on pixels the anchor
@@ -66,17 +101,37 @@ def run_ppo(seed, prof, args, out, obs_type):
                 num_envs=prof["num_envs"], n_steps=16 if args.smoke else 32, batch_size=64 if args.smoke else 512,
                 n_epochs=2 if args.smoke else 10, checkpoint=args.checkpoint, device=args.device, seed=seed,
                 out=str(out), progress_bar=not args.smoke, run_name=f"ppo_{obs_type}_{seed}")
+    if obs_type != "latent":
+        raise SystemExit("the world-model evaluation acts on latents: ppo_pixels is not supported by this benchmark")
+
+    class _Eval(BaseCallback):
+        def _init_callback(self) -> None:
+            self.policy = PPOFramePolicy(self.model, obs_type, checkpoint=args.checkpoint, device=args.device,
+                                         action_offset=offset)
+
+        def _on_training_start(self) -> None:
+            evaluate(0, self.policy.act_latent)
+
+        def _on_step(self) -> bool:
+            evaluate(self.num_timesteps, self.policy.act_latent)
+            return True
+
     t0 = time.time()
-    model, rows, _ = train_ppo(a)
+    model, rows, _ = train_ppo(a, callback=_Eval())
     rows = [r for r in rows if r[4] >= prof["num_envs"]]
     policy = PPOFramePolicy(model, obs_type, checkpoint=args.checkpoint, device=args.device, action_offset=offset)
+    evaluate(model.num_timesteps, policy.act_latent)  # the final policy, if the last point was not reached
     return rows, policy, time.time() - t0
 
 
-def steps_to_reach(curve: list[tuple[int, float]], level: float) -> float:
-    for s, r in curve:
-        if r >= level:
-            return float(s)
+def steps_to_reach(steps: np.ndarray, values: np.ndarray, level: float) -> float:
+    """First env-step count at which the piecewise-linear curve (steps, values) reaches ``level`` (inf: never)."""
+    for k, (s, v) in enumerate(zip(steps, values)):
+        if np.isfinite(v) and v >= level:
+            if k == 0 or not np.isfinite(values[k - 1]):
+                return float(s)
+            s0, v0 = steps[k - 1], values[k - 1]
+            return float(s0 + (s - s0) * (level - v0) / (v - v0))
     return float("inf")
 
 
@@ -104,6 +159,7 @@ def main() -> None:
     p.add_argument("--seeds", default=None, help="override the seeds, e.g. 0,1,2")
     p.add_argument("--algos", default=None, help="override the algorithms, e.g. fog,ppo_latent")
     p.add_argument("--reward-type", default="dense")
+    p.add_argument("--fog-num-envs", type=int, default=None, help="FoG's parallel envs N (default: the profile's)")
     p.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: shipped)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="output dir (default: benchmarks/results/sample_efficiency_PROFILE)")
@@ -120,29 +176,37 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     runs_dir = out / "runs"
 
-    from fog_trainer.evaluate import evaluate_in_ground_truth
+    from fog_trainer.evaluate import WorldModelEvaluator, evaluate_in_ground_truth
     from wm_gym.envs import WorldModel
 
     image_size = WorldModel.load(args.checkpoint).task.image_size
+    evaluator = WorldModelEvaluator(num_envs=prof["eval_envs"], seed=EVAL_SEED, reward_type=args.reward_type,
+                                    checkpoint=args.checkpoint, device=args.device, max_steps=prof["eval_steps"])
+    schedule = eval_schedule(prof["steps"], prof["eval_first"], prof["eval_points"])
 
-    curves: dict[str, list] = {a: [] for a in prof["algos"]}
-    ground_truth: dict[str, list] = {a: [] for a in prof["algos"]}
-    wall: dict[str, list] = {a: [] for a in prof["algos"]}
+    algos = prof["algos"]
+    curves: dict[str, list] = {a: [] for a in algos}
+    evals: dict[str, list] = {a: [] for a in algos}
+    ground_truth: dict[str, list] = {a: [] for a in algos}
+    wall: dict[str, list] = {a: [] for a in algos}
     for seed in prof["seeds"]:
-        for algo in prof["algos"]:
+        for algo in algos:
+            evaluate = ScheduledEval(evaluator, schedule)
             if algo == "fog":
-                rows, policy, dt = run_fog(seed, prof, args, runs_dir)
+                rows, policy, dt = run_fog(seed, prof, args, runs_dir, evaluate)
             elif algo in ("ppo_latent", "ppo_pixels"):
-                rows, policy, dt = run_ppo(seed, prof, args, runs_dir, algo.split("_")[1])
+                rows, policy, dt = run_ppo(seed, prof, args, runs_dir, algo.split("_")[1], evaluate)
             else:
                 raise SystemExit(f"unknown algorithm {algo!r}; choose from fog, ppo_latent, ppo_pixels")
             curves[algo].append(rows)
+            evals[algo].append(evaluate.rows)
             wall[algo].append(dt)
             gt = evaluate_in_ground_truth(policy, seeds=range(1000, 1000 + prof["gt_seeds"]),
                                           max_steps=prof["gt_steps"], image_size=image_size)
             ground_truth[algo].append({k: v for k, v in gt.items() if not isinstance(v, (list, tuple))})
-            print(f"[{algo} seed {seed}] {dt:.0f}s, last ep_rew_mean "
-                  f"{rows[-1][1] if rows else float('nan'):.3f}, ground truth {ground_truth[algo][-1]}", flush=True)
+            print(f"[{algo} seed {seed}] {dt:.0f}s (evaluations included), eval returns "
+                  f"{[round(r, 1) for _, r in evaluate.rows]}, ground truth {ground_truth[algo][-1]}", flush=True)
+    evaluator.close()
 
     with open(out / "curves.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -151,31 +215,42 @@ def main() -> None:
             for seed, rows in zip(prof["seeds"], runs):
                 for r in rows:
                     w.writerow([algo, seed, r[0], f"{r[1]:.5f}"])
+    with open(out / "eval_curves.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["algo", "seed", "env_steps", "eval_return"])
+        for algo, runs in evals.items():
+            for seed, rows in zip(prof["seeds"], runs):
+                for r in rows:
+                    w.writerow([algo, seed, r[0], f"{r[1]:.5f}"])
 
+    points = np.array(schedule, float)
+    eval_mean = {a: mean_curve(evals[a], points) for a in algos}
     grid = np.linspace(0, prof["steps"], 200)
-    mean = {a: mean_curve(curves[a], grid) for a in curves}
+    train_mean = {a: mean_curve(curves[a], grid) for a in algos}
     summary: dict = {"profile": profile, "steps_per_run": prof["steps"], "seeds": prof["seeds"],
-                     "reward_type": args.reward_type, "device": args.device, "ratios": {}}
-    for algo in curves:
-        m = mean[algo][0]
-        gts = ground_truth[algo]
+                     "reward_type": args.reward_type, "device": args.device, "eval_envs": prof["eval_envs"],
+                     "eval_steps": prof["eval_steps"], "eval_schedule": schedule,
+                     "fog_num_envs": args.fog_num_envs or prof["num_envs"], "ratios": {}, "ratios_ep_rew_mean": {}}
+    for algo in algos:
+        m, tm, gts = eval_mean[algo][0], train_mean[algo][0], ground_truth[algo]
         summary[algo] = {
-            "final_ep_rew_mean": float(m[-1]) if np.isfinite(m[-1]) else None,
-            "best_ep_rew_mean": float(np.nanmax(m)) if np.isfinite(m).any() else None,
+            "eval_return": [float(x) for x in m],
+            "first_eval_return": float(m[0]),
+            "final_eval_return": float(m[-1]),
+            "best_eval_return": float(np.nanmax(m)),
+            "first_ep_rew_mean": _first_finite(tm),
+            "final_ep_rew_mean": float(tm[-1]) if np.isfinite(tm[-1]) else None,
+            "best_ep_rew_mean": float(np.nanmax(tm)) if np.isfinite(tm).any() else None,
             "wall_s_per_run": float(np.mean(wall[algo])),
             "ground_truth": {k: float(np.mean([g[k] for g in gts])) for k in gts[0]} if gts else {},
         }
-    if "fog" in curves:
-        fog_curve = list(zip(grid, mean["fog"][0]))
-        for algo in curves:
-            if not algo.startswith("ppo") or summary[algo]["best_ep_rew_mean"] is None:
+    if "fog" in algos:
+        for algo in algos:
+            if not algo.startswith("ppo"):
                 continue
-            best = summary[algo]["best_ep_rew_mean"]
-            ppo_steps = steps_to_reach(list(zip(grid, mean[algo][0])), best)
-            fog_steps = steps_to_reach(fog_curve, best)
-            summary["ratios"][algo] = {"ppo_best": best, "ppo_steps": ppo_steps, "fog_steps": fog_steps,
-                                       "ratio": ppo_steps / fog_steps if np.isfinite(fog_steps) and fog_steps > 0
-                                       else ("<1 (FoG never reached PPO's best)")}
+            summary["ratios"][algo] = _ratio(points, eval_mean[algo][0], eval_mean["fog"][0])
+            if summary[algo]["best_ep_rew_mean"] is not None:
+                summary["ratios_ep_rew_mean"][algo] = _ratio(grid, train_mean[algo][0], train_mean["fog"][0])
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
 
     import matplotlib
@@ -183,17 +258,43 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for algo, (m, s) in mean.items():
-        ax.plot(grid, m, label=algo)
-        ax.fill_between(grid, m - s, m + s, alpha=0.2)
-    ax.set_xlabel("world-model env steps")
-    ax.set_ylabel(f"ep_rew_mean ({args.reward_type} reward)")
-    ax.set_title(f"WM-PushT-v0, {len(prof['seeds'])} seeds (mean ± std)")
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for algo in algos:
+        m, sd = eval_mean[algo]
+        axes[0].plot(points, m, marker="o", label=algo)
+        axes[0].fill_between(points, m - sd, m + sd, alpha=0.2)
+        m, sd = train_mean[algo]
+        axes[1].plot(grid, m, label=algo)
+        axes[1].fill_between(grid, m - sd, m + sd, alpha=0.2)
+    axes[0].set_title(f"deterministic eval, {prof['eval_envs']} fixed starts")
+    axes[0].set_ylabel(f"eval return ({args.reward_type} reward)")
+    axes[1].set_title("training episodes (last 100)")
+    axes[1].set_ylabel("ep_rew_mean")
+    for ax in axes:
+        ax.set_xlabel("world-model env steps")
+        ax.legend()
+    fig.suptitle(f"WM-PushT-v0, {len(prof['seeds'])} seeds (mean ± std)")
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=120)
     print(json.dumps(summary, indent=2, default=float))
+
+
+def _first_finite(curve: np.ndarray) -> float | None:
+    finite = curve[np.isfinite(curve)]
+    return float(finite[0]) if len(finite) else None
+
+
+def _ratio(steps: np.ndarray, ppo: np.ndarray, fog: np.ndarray) -> dict:
+    """PPO's steps to its best return / FoG's steps to the same return (both linearly interpolated)."""
+    best = float(np.nanmax(ppo))
+    ppo_steps, fog_steps = steps_to_reach(steps, ppo, best), steps_to_reach(steps, fog, best)
+    if not np.isfinite(fog_steps):
+        ratio = "<1 (FoG never reached PPO's best)"
+    elif fog_steps == 0:
+        ratio = "undefined (FoG's initial policy already scores PPO's best)"
+    else:
+        ratio = ppo_steps / fog_steps
+    return {"ppo_best": best, "ppo_steps": ppo_steps, "fog_steps": fog_steps, "ratio": ratio}
 
 
 if __name__ == "__main__":

@@ -231,6 +231,13 @@ class FoGPolicy(nn.Module):
         action = self.latent_action(z, deterministic, generator).cpu().numpy()
         return action[0] if single else action
 
+    @torch.no_grad()
+    def act_latent(self, latents: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions (B, m) in env units for latents (B, d) (e.g. ``obs_type="latent"`` observations of the
+        world-model env, or ``WorldModelEvaluator``)."""
+        z = torch.as_tensor(np.asarray(latents, dtype=np.float32), device=self.device)
+        return self.latent_action(z, deterministic).cpu().numpy()
+
     def reset(self) -> None:
         """Forget the context (call at every episode start)."""
         self._history = FrameHistory(self.context)

@@ -187,3 +187,56 @@ def evaluate_in_ground_truth(policy, seeds: Iterable[int] = range(50), image_siz
         **{"mean_return_" + r: float(np.mean(out["return_" + r])) for r in REWARD_TYPES},
         **out,
     }
+
+
+class WorldModelEvaluator:
+    """Score any latent policy in the world model the same way: ``num_envs`` envs reset from fixed seeded
+    start states, one full episode each, the same diffusion noise at every call (the env is re-seeded), so
+    two calls differ only by the policy. The world-model counterpart of SB3's ``EvalCallback`` /
+    ``evaluate_policy``, shared by FoG and PPO (``benchmarks/sample_efficiency.py``).
+
+    ``act(latents (N, d) float32 numpy) -> actions (N, m)`` in env units (Push-T: targets in [0, 512]):
+    ``FoGPolicy.act_latent`` or ``baselines.PPOFramePolicy.act_latent``. Evaluation steps are not training
+    steps and are not counted as such.
+
+    >>> ev = WorldModelEvaluator(num_envs=2, max_steps=3)  # doctest: +SKIP
+    >>> ev(lambda z: np.full((len(z), 2), 256.0))["mean_return"]  # doctest: +SKIP
+    """
+
+    def __init__(self, num_envs: int = 32, seed: int = 10_000, reward_type: str = "dense", checkpoint=None,
+                 device: str = "cpu", max_steps: int = 300, env_id: str = "WM-PushT-v0"):
+        import gymnasium as gym
+
+        import wm_gym  # noqa: F401  (registers the env)
+
+        if num_envs < 1 or max_steps < 1:
+            raise ValueError(f"num_envs and max_steps must be >= 1, got {num_envs} and {max_steps}")
+        self.venv = gym.make_vec(env_id, num_envs=num_envs, obs_type="latent", reward_type=reward_type,
+                                 checkpoint=checkpoint, device=device, max_episode_steps=max_steps)
+        self.num_envs, self.seed, self.max_steps = int(num_envs), int(seed), int(max_steps)
+
+    def __call__(self, act: Callable[[np.ndarray], np.ndarray]) -> dict[str, Any]:
+        """One episode per env; returns ``mean_return``, ``std_return``, ``success_rate``, ``mean_length``
+        and the per-env ``returns``."""
+        obs, _ = self.venv.reset(seed=self.seed)
+        n = self.num_envs
+        ret, length = np.zeros(n), np.zeros(n, dtype=np.int64)
+        success, finished = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        for _ in range(self.max_steps):
+            action = np.asarray(act(obs), dtype=np.float32)
+            if action.shape != self.venv.action_space.shape:
+                raise ValueError(f"act must return actions of shape {self.venv.action_space.shape} for latents "
+                                 f"{obs.shape}, got {action.shape}")
+            obs, rew, term, trunc, _ = self.venv.step(action)
+            live = ~finished
+            ret[live] += rew[live]
+            length[live] += 1
+            success[live] |= term[live]
+            finished |= term | trunc
+            if finished.all():
+                break
+        return {"mean_return": float(ret.mean()), "std_return": float(ret.std()),
+                "success_rate": float(success.mean()), "mean_length": float(length.mean()), "returns": ret.tolist()}
+
+    def close(self) -> None:
+        self.venv.close()

@@ -1,10 +1,12 @@
 """Every benchmark script runs end to end in --smoke mode on a tiny world model (seconds, not numbers)."""
 
+import csv
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +62,30 @@ def test_sample_efficiency_smoke(tiny_checkpoint, tmp_path):
          timeout=600)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {"fog", "ppo_latent"} <= set(summary) and (tmp_path / "curves.png").exists()
+    # both algorithms are evaluated at every point of the same schedule, the first one before training
+    with open(tmp_path / "eval_curves.csv") as f:
+        rows = list(csv.DictReader(f))
+    schedule = summary["eval_schedule"]
+    for algo in ("fog", "ppo_latent"):
+        steps = [int(r["env_steps"]) for r in rows if r["algo"] == algo]
+        assert steps[0] == 0 and len(steps) == len(schedule) and steps[-1] >= schedule[-1]
+        assert len(summary[algo]["eval_return"]) == len(schedule)
+    assert "ppo_latent" in summary["ratios"]
+
+
+def test_sample_efficiency_ratio_interpolates_between_checkpoints():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import sample_efficiency as se
+
+    assert se.eval_schedule(100_000, 2048, 9)[:2] == [0, 2048] and se.eval_schedule(100_000, 2048, 9)[-1] == 100_000
+    steps = np.array([0.0, 1000.0, 2000.0, 4000.0])
+    assert se.steps_to_reach(steps, np.array([-10.0, -8.0, -6.0, -7.0]), -6.0) == 2000.0
+    assert se.steps_to_reach(steps, np.array([-10.0, -6.0, -5.0, -5.0]), -8.0) == 500.0
+    assert se.steps_to_reach(steps, np.array([-10.0, -9.0, -9.0, -9.0]), -6.0) == float("inf")
+    r = se._ratio(steps, np.array([-10.0, -9.0, -8.0, -6.0]), np.array([-10.0, -6.0, -5.0, -5.0]))
+    assert r["ppo_steps"] == 4000.0 and r["fog_steps"] == 1000.0 and r["ratio"] == 4.0
+    assert se._ratio(steps, np.array([-10.0, -9.0, -9.0, -9.0]), np.array([-11.0, -11.0, -11.0, -11.0]))[
+        "ratio"].startswith("<1")
 
 
 def test_make_readme_renders(tmp_path):

@@ -83,3 +83,24 @@ def test_errors_and_gif(tmp_path):
         evaluate_in_ground_truth(RandomPolicy(), seeds=[], image_size=32)
     gif = write_video([np.zeros((8, 8, 3), np.uint8), np.full((8, 8, 3), 255, np.uint8)], tmp_path / "a.gif")
     assert gif.stat().st_size > 0
+
+
+def test_world_model_evaluator_is_deterministic_and_separates_policies(tiny_checkpoint):
+    from fog_trainer.evaluate import WorldModelEvaluator
+
+    ev = WorldModelEvaluator(num_envs=3, seed=5, reward_type="dense", checkpoint=tiny_checkpoint, max_steps=4)
+    middle = lambda z: np.full((len(z), 2), 256.0, np.float32)  # noqa: E731
+    corner = lambda z: np.full((len(z), 2), 0.0, np.float32)  # noqa: E731
+    res = ev(middle)
+    assert set(res) == {"mean_return", "std_return", "success_rate", "mean_length", "returns"}
+    assert len(res["returns"]) == 3 and 1 <= res["mean_length"] <= 4
+    assert np.isclose(res["mean_return"], np.mean(res["returns"]))
+    assert ev(middle)["returns"] == res["returns"]  # same starts, same diffusion noise at every call
+    seen = []
+    ev(lambda z: seen.append(z.shape) or corner(z))  # the policy sees the batch of latents at every step
+    assert seen == [(3, ev.venv.single_observation_space.shape[0])] * 4
+    with pytest.raises(ValueError, match="actions of shape"):
+        ev(lambda z: np.zeros((len(z), 3), np.float32))
+    with pytest.raises(ValueError, match="num_envs"):
+        WorldModelEvaluator(num_envs=0, checkpoint=tiny_checkpoint)
+    ev.close()
