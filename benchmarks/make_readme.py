@@ -45,7 +45,9 @@ def section() -> str:
     out.append("\n### Sample efficiency: FoG vs PPO in WM-PushT-v0 (`benchmarks/sample_efficiency.py --quick`)\n")
     if se and "eval_schedule" in se:
         out.append(f"{len(se['seeds'])} seeds, {se['steps_per_run']:,} world-model env steps per run, "
-                   f"`{se['reward_type']}` reward, FoG with N = {se['fog_num_envs']} envs. `eval` = the deterministic "
+                   f"`{se['reward_type']}` reward, FoG with N = {se['fog_config']['num_envs']} envs"
+                   + "".join(f", {k} = {v}" for k, v in se["fog_config"].items() if k != "num_envs")
+                   + f" (otherwise `FoGConfig` defaults). `eval` = the deterministic "
                    f"policy's return over one full episode in each of {se['eval_envs']} world-model envs from fixed "
                    f"seeded starts and noise, at env steps {', '.join(f'{x:,}' for x in se['eval_schedule'])} "
                    "(mean over seeds); `ep_rew_mean` = mean return of the last 100 training episodes (it lags: its "

@@ -44,11 +44,14 @@ PROFILES = {
               "num_envs": 8, "eval_envs": 2, "eval_steps": 5, "eval_first": 256, "eval_points": 3},
     "quick": {"steps": 100_000, "seeds": [0, 1], "algos": ["fog", "ppo_latent"], "gt_seeds": 20,
               "gt_steps": 300, "num_envs": 64, "eval_envs": 32, "eval_steps": 300, "eval_first": 2048,
-              "eval_points": 9},
+              "eval_points": 9, "fog": {"num_envs": 16, "actor_lr": 1e-3}},
     "full": {"steps": 1_000_000, "seeds": [0, 1, 2, 3, 4], "algos": ["fog", "ppo_latent", "ppo_pixels"],
              "gt_seeds": 50, "gt_steps": 300, "num_envs": 64, "eval_envs": 64, "eval_steps": 300,
-             "eval_first": 2048, "eval_points": 13},
+             "eval_first": 2048, "eval_points": 13, "fog": {"num_envs": 16, "actor_lr": 1e-3}},
 }
+# FoG's N and actor lr for sample efficiency: one update per N x H steps, so a smaller N gives more updates per
+# env step. Picked by a 30k-step, one-seed sweep (benchmarks/results/sample_efficiency_fog_settings.md);
+# PPO keeps its RL-Zoo-like settings (baselines/ppo.py).
 EVAL_SEED = 20_000  # start states and diffusion noise of every evaluation (training uses the run's seed)
 
 
@@ -72,10 +75,29 @@ class ScheduledEval:
             self.rows.append((int(num_timesteps), self.evaluator(act)["mean_return"]))
 
 
+def fog_overrides(items: list[str] | None) -> dict:
+    """``["num_envs=16", "actor_lr=1e-3"]`` -> FoGConfig keyword arguments, each cast to its field's default type."""
+    from fog_trainer import FoGConfig
+
+    defaults, out = FoGConfig().to_dict(), {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or key not in defaults or isinstance(defaults[key], (tuple, list)):
+            raise SystemExit(f"--fog takes KEY=VALUE with KEY a scalar FoGConfig field, got {item!r}")
+        kind = type(defaults[key])
+        out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    return out
+
+
+def fog_settings(prof: dict, args) -> dict:
+    """FoGConfig overrides of a run: the env count, then the profile's, then ``--fog KEY=VALUE``."""
+    return {"num_envs": prof["num_envs"], **prof.get("fog", {}), **fog_overrides(args.fog)}
+
+
 def run_fog(seed, prof, args, out, evaluate: ScheduledEval):
     from fog_trainer import FoGConfig, FoGTrainer
 
-    cfg = FoGConfig(num_envs=args.fog_num_envs or prof["num_envs"], seed=seed, device=args.device,
+    cfg = FoGConfig(**fog_settings(prof, args), seed=seed, device=args.device,
                     checkpoint=args.checkpoint or "", reward_type=args.reward_type, run_dir=str(out / f"fog_{seed}"),
                     progress_bar=not args.smoke, checkpoint_every=0)
     t0 = time.time()
@@ -159,7 +181,8 @@ def main() -> None:
     p.add_argument("--seeds", default=None, help="override the seeds, e.g. 0,1,2")
     p.add_argument("--algos", default=None, help="override the algorithms, e.g. fog,ppo_latent")
     p.add_argument("--reward-type", default="dense")
-    p.add_argument("--fog-num-envs", type=int, default=None, help="FoG's parallel envs N (default: the profile's)")
+    p.add_argument("--fog", action="append", metavar="KEY=VALUE",
+                   help="override a FoGConfig field for FoG's runs, e.g. --fog num_envs=16 (repeatable)")
     p.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: shipped)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="output dir (default: benchmarks/results/sample_efficiency_PROFILE)")
@@ -230,7 +253,7 @@ def main() -> None:
     summary: dict = {"profile": profile, "steps_per_run": prof["steps"], "seeds": prof["seeds"],
                      "reward_type": args.reward_type, "device": args.device, "eval_envs": prof["eval_envs"],
                      "eval_steps": prof["eval_steps"], "eval_schedule": schedule,
-                     "fog_num_envs": args.fog_num_envs or prof["num_envs"], "ratios": {}, "ratios_ep_rew_mean": {}}
+                     "fog_config": fog_settings(prof, args), "ratios": {}, "ratios_ep_rew_mean": {}}
     for algo in algos:
         m, tm, gts = eval_mean[algo][0], train_mean[algo][0], ground_truth[algo]
         summary[algo] = {
