@@ -231,20 +231,8 @@ def main() -> None:
                   f"{[round(r, 1) for _, r in evaluate.rows]}, ground truth {ground_truth[algo][-1]}", flush=True)
     evaluator.close()
 
-    with open(out / "curves.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["algo", "seed", "env_steps", "ep_rew_mean"])
-        for algo, runs in curves.items():
-            for seed, rows in zip(prof["seeds"], runs):
-                for r in rows:
-                    w.writerow([algo, seed, r[0], f"{r[1]:.5f}"])
-    with open(out / "eval_curves.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["algo", "seed", "env_steps", "eval_return"])
-        for algo, runs in evals.items():
-            for seed, rows in zip(prof["seeds"], runs):
-                for r in rows:
-                    w.writerow([algo, seed, r[0], f"{r[1]:.5f}"])
+    write_curves(out / "curves.csv", "ep_rew_mean", curves, prof["seeds"])
+    write_curves(out / "eval_curves.csv", "eval_return", evals, prof["seeds"])
 
     points = np.array(schedule, float)
     eval_mean = {a: mean_curve(evals[a], points) for a in algos}
@@ -300,6 +288,17 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=120)
     print(json.dumps(summary, indent=2, default=float))
+
+
+def write_curves(path: Path, column: str, curves: dict[str, list], seeds: list[int]) -> None:
+    """CSV rows (algo, seed, env_steps, column) from {algo: [rows of seed 0, rows of seed 1, ...]}."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["algo", "seed", "env_steps", column])
+        for algo, runs in curves.items():
+            for seed, rows in zip(seeds, runs):
+                for r in rows:
+                    w.writerow([algo, seed, r[0], f"{r[1]:.5f}"])
 
 
 def _first_finite(curve: np.ndarray) -> float | None:
