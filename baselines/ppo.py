@@ -152,14 +152,21 @@ class PPOFramePolicy:
     def reset(self) -> None:
         self.history.reset()
 
+    def act_obs(self, obs: np.ndarray) -> np.ndarray:
+        """Env-unit actions (B, m) for a batch of the observations the model was trained on: latents (B, d) or
+        uint8 frames (B, H, W, 3), e.g. for ``fog_trainer.evaluate.WorldModelEvaluator``."""
+        a, _ = self.model.predict(np.asarray(obs), deterministic=self.deterministic)
+        return self._to_env_units(obs, a)
+
     def act_latent(self, latents: np.ndarray) -> np.ndarray:
-        """Env-unit actions (B, m) for latent observations (B, d) (``obs_type="latent"`` only), e.g. for
-        ``fog_trainer.evaluate.WorldModelEvaluator``."""
+        """:meth:`act_obs` for latent observations (B, d) (``obs_type="latent"`` only)."""
         if self.obs_type != "latent":
-            raise ValueError("act_latent needs a PPO model trained on obs_type='latent'")
-        a, _ = self.model.predict(np.asarray(latents, dtype=np.float32), deterministic=self.deterministic)
+            raise ValueError("act_latent needs a PPO model trained on obs_type='latent'; use act_obs for pixels")
+        return self.act_obs(np.asarray(latents, dtype=np.float32))
+
+    def _to_env_units(self, obs: np.ndarray, a: np.ndarray) -> np.ndarray:
         if self.anchored is not None:
-            return self.anchored(latents, a)
+            return self.anchored(obs, a)
         return self.wm.task.unnormalize_action(np.clip(a, -1, 1))
 
     def act(self, frame: np.ndarray) -> np.ndarray:
@@ -174,6 +181,4 @@ class PPOFramePolicy:
                 x = frames_to_tensor(self.history.push(frame))[None].to(self.wm.device)
                 obs = self.wm.surrogate.encode(x)[0].cpu().numpy()
         a, _ = self.model.predict(obs, deterministic=self.deterministic)
-        if self.anchored is not None:
-            return self.anchored(obs, a)
-        return self.wm.task.unnormalize_action(np.clip(a, -1, 1))
+        return self._to_env_units(obs, a)

@@ -51,7 +51,13 @@ def section() -> str:
                    f"policy's return over one full episode in each of {se['eval_envs']} world-model envs from fixed "
                    f"seeded starts and noise, at env steps {', '.join(f'{x:,}' for x in se['eval_schedule'])} "
                    "(mean over seeds); `ep_rew_mean` = mean return of the last 100 training episodes (it lags: its "
-                   "first value needs ~19k steps). Ground truth = the final policy run in the real gym-pusht.\n")
+                   "first value needs ~19k steps). Ground truth = the final policy run in the real gym-pusht. "
+                   f"FoG and PPO-latent act with anchored targets (at most {_f(se.get('action_offset', 48.0), 0)} px "
+                   "from the agent), PPO-pixels with "
+                   "absolute targets (its initial policy aims at the middle of the workspace)."
+                   + (f" For scale: a constant target at the middle of the workspace scores "
+                      f"{_f(se['center_target_eval_return'])} on the same evaluation."
+                      if "center_target_eval_return" in se else "") + "\n")
         out.append("| algorithm | eval at 0 | final eval | best eval | final ep_rew_mean | wall s / run | "
                    "GT mean max coverage | GT success | GT dense return |")
         out.append("|---|---|---|---|---|---|---|---|---|")

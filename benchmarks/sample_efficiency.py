@@ -12,7 +12,9 @@ by the same two numbers against world-model env steps (every training step of th
   ``rollout/ep_rew_mean``). It lags: with 64 envs and 300-step episodes its first value (64 episodes)
   exists only after ~19k steps, so it cannot show a speed-up larger than ~5x at 100k steps.
 
-At the end each final policy is also run in the real gym-pusht (``fog_trainer.evaluate``).
+At the end each final policy is also run in the real gym-pusht (``fog_trainer.evaluate``). Each finished
+run is saved as ``OUT/runs/ALGO_SEED.json`` with the settings that made it; a rerun with the same settings
+reuses it, so an interrupted benchmark resumes at the run it was in.
 
     python benchmarks/sample_efficiency.py --quick      # CPU profile, results in benchmarks/results/
     python benchmarks/sample_efficiency.py --full --device cuda
@@ -42,7 +44,7 @@ import numpy as np
 PROFILES = {
     "smoke": {"steps": 512, "seeds": [0], "algos": ["fog", "ppo_latent"], "gt_seeds": 1, "gt_steps": 10,
               "num_envs": 8, "eval_envs": 2, "eval_steps": 5, "eval_first": 256, "eval_points": 3},
-    "quick": {"steps": 100_000, "seeds": [0, 1], "algos": ["fog", "ppo_latent"], "gt_seeds": 20,
+    "quick": {"steps": 100_000, "seeds": [0, 1], "algos": ["fog", "ppo_latent", "ppo_pixels"], "gt_seeds": 20,
               "gt_steps": 300, "num_envs": 64, "eval_envs": 32, "eval_steps": 300, "eval_first": 2048,
               "eval_points": 9, "fog": {"num_envs": 16, "actor_lr": 1e-3}},
     "full": {"steps": 1_000_000, "seeds": [0, 1, 2, 3, 4], "algos": ["fog", "ppo_latent", "ppo_pixels"],
@@ -118,13 +120,11 @@ def run_ppo(seed, prof, args, out, obs_type, evaluate: ScheduledEval):
 
     # PPO on the latent acts in FoG's action parameterisation (agent-anchored offsets); on pixels the anchor
     # is not available to the adapter, so PPO-pixels keeps absolute targets
-    offset = FoGConfig().action_offset if obs_type == "latent" else 0.0
+    offset = FoGConfig(**fog_settings(prof, args)).action_offset if obs_type == "latent" else 0.0
     a = PPOArgs(obs_type=obs_type, reward_type=args.reward_type, total_timesteps=prof["steps"], action_offset=offset,
                 num_envs=prof["num_envs"], n_steps=16 if args.smoke else 32, batch_size=64 if args.smoke else 512,
                 n_epochs=2 if args.smoke else 10, checkpoint=args.checkpoint, device=args.device, seed=seed,
                 out=str(out), progress_bar=not args.smoke, run_name=f"ppo_{obs_type}_{seed}")
-    if obs_type != "latent":
-        raise SystemExit("the world-model evaluation acts on latents: ppo_pixels is not supported by this benchmark")
 
     class _Eval(BaseCallback):
         def _init_callback(self) -> None:
@@ -132,18 +132,26 @@ def run_ppo(seed, prof, args, out, obs_type, evaluate: ScheduledEval):
                                          action_offset=offset)
 
         def _on_training_start(self) -> None:
-            evaluate(0, self.policy.act_latent)
+            evaluate(0, self.policy.act_obs)
 
         def _on_step(self) -> bool:
-            evaluate(self.num_timesteps, self.policy.act_latent)
+            evaluate(self.num_timesteps, self.policy.act_obs)
             return True
 
     t0 = time.time()
     model, rows, _ = train_ppo(a, callback=_Eval())
     rows = [r for r in rows if r[4] >= prof["num_envs"]]
     policy = PPOFramePolicy(model, obs_type, checkpoint=args.checkpoint, device=args.device, action_offset=offset)
-    evaluate(model.num_timesteps, policy.act_latent)  # the final policy, if the last point was not reached
+    evaluate(model.num_timesteps, policy.act_obs)  # the final policy, if the last point was not reached
     return rows, policy, time.time() - t0
+
+
+def run_settings(algo: str, seed: int, prof: dict, args, schedule: list[int]) -> dict:
+    """Everything that determines one run's result (a saved result is reused only when all of it matches)."""
+    keys = ("steps", "num_envs", "eval_envs", "eval_steps", "gt_seeds", "gt_steps")
+    return {"algo": algo, "seed": seed, **{k: prof[k] for k in keys}, "schedule": schedule,
+            "reward_type": args.reward_type, "checkpoint": args.checkpoint, "device": args.device,
+            "smoke": bool(args.smoke), "fog": fog_settings(prof, args) if algo == "fog" else None}
 
 
 def steps_to_reach(steps: np.ndarray, values: np.ndarray, level: float) -> float:
@@ -198,13 +206,25 @@ def main() -> None:
     out = Path(args.out or Path(__file__).parent / "results" / f"sample_efficiency_{profile}")
     out.mkdir(parents=True, exist_ok=True)
     runs_dir = out / "runs"
+    runs_dir.mkdir(exist_ok=True)
 
+    from fog_trainer import FoGConfig
     from fog_trainer.evaluate import WorldModelEvaluator, evaluate_in_ground_truth
+    from wm_gym.io import atomic_write_text
     from wm_gym.envs import WorldModel
 
-    image_size = WorldModel.load(args.checkpoint).task.image_size
-    evaluator = WorldModelEvaluator(num_envs=prof["eval_envs"], seed=EVAL_SEED, reward_type=args.reward_type,
-                                    checkpoint=args.checkpoint, device=args.device, max_steps=prof["eval_steps"])
+    task = WorldModel.load(args.checkpoint).task
+    image_size = task.image_size
+    action_low, action_high = np.full(task.action_dim, task.action_low), np.full(task.action_dim, task.action_high)
+    evaluators: dict[str, WorldModelEvaluator] = {}  # per observation type; same starts and noise for all
+
+    def evaluator_for(algo: str) -> WorldModelEvaluator:
+        obs_type = "pixels" if algo == "ppo_pixels" else "latent"
+        if obs_type not in evaluators:
+            evaluators[obs_type] = WorldModelEvaluator(
+                num_envs=prof["eval_envs"], seed=EVAL_SEED, reward_type=args.reward_type, checkpoint=args.checkpoint,
+                device=args.device, max_steps=prof["eval_steps"], obs_type=obs_type)
+        return evaluators[obs_type]
     schedule = eval_schedule(prof["steps"], prof["eval_first"], prof["eval_points"])
 
     algos = prof["algos"]
@@ -212,24 +232,33 @@ def main() -> None:
     evals: dict[str, list] = {a: [] for a in algos}
     ground_truth: dict[str, list] = {a: [] for a in algos}
     wall: dict[str, list] = {a: [] for a in algos}
+    for algo in algos:
+        if algo not in ("fog", "ppo_latent", "ppo_pixels"):
+            raise SystemExit(f"unknown algorithm {algo!r}; choose from fog, ppo_latent, ppo_pixels")
     for seed in prof["seeds"]:
         for algo in algos:
-            evaluate = ScheduledEval(evaluator, schedule)
-            if algo == "fog":
-                rows, policy, dt = run_fog(seed, prof, args, runs_dir, evaluate)
-            elif algo in ("ppo_latent", "ppo_pixels"):
-                rows, policy, dt = run_ppo(seed, prof, args, runs_dir, algo.split("_")[1], evaluate)
+            # a finished run is kept on disk with the settings that made it: an interrupted benchmark resumes
+            result_path, settings = runs_dir / f"{algo}_{seed}.json", run_settings(algo, seed, prof, args, schedule)
+            result = json.loads(result_path.read_text()) if result_path.exists() else None
+            if result is not None and result["settings"] == settings:
+                print(f"[{algo} seed {seed}] finished run reused from {result_path}", flush=True)
             else:
-                raise SystemExit(f"unknown algorithm {algo!r}; choose from fog, ppo_latent, ppo_pixels")
-            curves[algo].append(rows)
-            evals[algo].append(evaluate.rows)
-            wall[algo].append(dt)
-            gt = evaluate_in_ground_truth(policy, seeds=range(1000, 1000 + prof["gt_seeds"]),
-                                          max_steps=prof["gt_steps"], image_size=image_size)
-            ground_truth[algo].append({k: v for k, v in gt.items() if not isinstance(v, (list, tuple))})
-            print(f"[{algo} seed {seed}] {dt:.0f}s (evaluations included), eval returns "
-                  f"{[round(r, 1) for _, r in evaluate.rows]}, ground truth {ground_truth[algo][-1]}", flush=True)
-    evaluator.close()
+                evaluate = ScheduledEval(evaluator_for(algo), schedule)
+                if algo == "fog":
+                    rows, policy, dt = run_fog(seed, prof, args, runs_dir, evaluate)
+                else:
+                    rows, policy, dt = run_ppo(seed, prof, args, runs_dir, algo.split("_")[1], evaluate)
+                gt = evaluate_in_ground_truth(policy, seeds=range(1000, 1000 + prof["gt_seeds"]),
+                                              max_steps=prof["gt_steps"], image_size=image_size)
+                result = {"settings": settings, "rows": rows, "eval_rows": evaluate.rows, "wall_s": dt,
+                          "ground_truth": {k: v for k, v in gt.items() if not isinstance(v, (list, tuple))}}
+                atomic_write_text(result_path, json.dumps(result, default=float))
+            curves[algo].append(result["rows"])
+            evals[algo].append(result["eval_rows"])
+            wall[algo].append(result["wall_s"])
+            ground_truth[algo].append(result["ground_truth"])
+            print(f"[{algo} seed {seed}] {result['wall_s']:.0f}s (evaluations included), eval returns "
+                  f"{[round(r, 1) for _, r in result['eval_rows']]}, ground truth {result['ground_truth']}", flush=True)
 
     write_curves(out / "curves.csv", "ep_rew_mean", curves, prof["seeds"])
     write_curves(out / "eval_curves.csv", "eval_return", evals, prof["seeds"])
@@ -238,10 +267,14 @@ def main() -> None:
     eval_mean = {a: mean_curve(evals[a], points) for a in algos}
     grid = np.linspace(0, prof["steps"], 200)
     train_mean = {a: mean_curve(curves[a], grid) for a in algos}
+    # a fixed reference on the same evaluation: every step, the target is the middle of the action box
+    center = evaluator_for("fog")(lambda z: np.tile((action_low + action_high) / 2, (len(z), 1)))["mean_return"]
     summary: dict = {"profile": profile, "steps_per_run": prof["steps"], "seeds": prof["seeds"],
                      "reward_type": args.reward_type, "device": args.device, "eval_envs": prof["eval_envs"],
                      "eval_steps": prof["eval_steps"], "eval_schedule": schedule,
-                     "fog_config": fog_settings(prof, args), "ratios": {}, "ratios_ep_rew_mean": {}}
+                     "fog_config": fog_settings(prof, args), "center_target_eval_return": center,
+                     "action_offset": FoGConfig(**fog_settings(prof, args)).action_offset,
+                     "ratios": {}, "ratios_ep_rew_mean": {}}
     for algo in algos:
         m, tm, gts = eval_mean[algo][0], train_mean[algo][0], ground_truth[algo]
         summary[algo] = {
@@ -263,6 +296,8 @@ def main() -> None:
             if summary[algo]["best_ep_rew_mean"] is not None:
                 summary["ratios_ep_rew_mean"][algo] = _ratio(grid, train_mean[algo][0], train_mean["fog"][0])
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    for evaluator in evaluators.values():
+        evaluator.close()
 
     import matplotlib
 

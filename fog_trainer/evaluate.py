@@ -195,23 +195,25 @@ class WorldModelEvaluator:
     two calls differ only by the policy. The world-model counterpart of SB3's ``EvalCallback`` /
     ``evaluate_policy``, shared by FoG and PPO (``benchmarks/sample_efficiency.py``).
 
-    ``act(latents (N, d) float32 numpy) -> actions (N, m)`` in env units (Push-T: targets in [0, 512]):
-    ``FoGPolicy.act_latent`` or ``baselines.PPOFramePolicy.act_latent``. Evaluation steps are not training
-    steps and are not counted as such.
+    ``act(obs) -> actions (N, m)`` in env units (Push-T: targets in [0, 512]), where ``obs`` is the batch of
+    ``obs_type`` observations: latents (N, d) float32 (``FoGPolicy.act_latent``,
+    ``baselines.PPOFramePolicy.act_obs``) or uint8 frames (N, H, W, 3) (``PPOFramePolicy.act_obs`` of a pixel
+    policy). The observation type does not change the world model's steps: a policy scores the same return
+    whichever it acts on. Evaluation steps are not training steps and are not counted as such.
 
     >>> ev = WorldModelEvaluator(num_envs=2, max_steps=3)  # doctest: +SKIP
     >>> ev(lambda z: np.full((len(z), 2), 256.0))["mean_return"]  # doctest: +SKIP
     """
 
     def __init__(self, num_envs: int = 32, seed: int = 10_000, reward_type: str = "dense", checkpoint=None,
-                 device: str = "cpu", max_steps: int = 300, env_id: str = "WM-PushT-v0"):
+                 device: str = "cpu", max_steps: int = 300, env_id: str = "WM-PushT-v0", obs_type: str = "latent"):
         import gymnasium as gym
 
         import wm_gym  # noqa: F401  (registers the env)
 
         if num_envs < 1 or max_steps < 1:
             raise ValueError(f"num_envs and max_steps must be >= 1, got {num_envs} and {max_steps}")
-        self.venv = gym.make_vec(env_id, num_envs=num_envs, obs_type="latent", reward_type=reward_type,
+        self.venv = gym.make_vec(env_id, num_envs=num_envs, obs_type=obs_type, reward_type=reward_type,
                                  checkpoint=checkpoint, device=device, max_episode_steps=max_steps)
         self.num_envs, self.seed, self.max_steps = int(num_envs), int(seed), int(max_steps)
 
@@ -225,7 +227,7 @@ class WorldModelEvaluator:
         for _ in range(self.max_steps):
             action = np.asarray(act(obs), dtype=np.float32)
             if action.shape != self.venv.action_space.shape:
-                raise ValueError(f"act must return actions of shape {self.venv.action_space.shape} for latents "
+                raise ValueError(f"act must return actions of shape {self.venv.action_space.shape} for observations "
                                  f"{obs.shape}, got {action.shape}")
             obs, rew, term, trunc, _ = self.venv.step(action)
             live = ~finished

@@ -71,6 +71,20 @@ def test_sample_efficiency_smoke(tiny_checkpoint, tmp_path):
         assert steps[0] == 0 and len(steps) == len(schedule) and steps[-1] >= schedule[-1]
         assert len(summary[algo]["eval_return"]) == len(schedule)
     assert "ppo_latent" in summary["ratios"]
+    # finished runs are kept: a rerun resumes (here: reuses both) and gives the same summary
+    again = _run(["benchmarks/sample_efficiency.py", "--smoke", "--checkpoint", str(tiny_checkpoint), "--out",
+                  str(tmp_path)])
+    assert again.count("finished run reused") == 2
+    assert json.loads((tmp_path / "summary.json").read_text())["ratios"] == summary["ratios"]
+
+
+def test_sample_efficiency_smoke_ppo_pixels(tiny_checkpoint64, tmp_path):
+    # PPO's CnnPolicy is scored by the same world-model evaluation, acting on frames
+    _run(["benchmarks/sample_efficiency.py", "--smoke", "--algos", "fog,ppo_pixels", "--checkpoint",
+          str(tiny_checkpoint64), "--out", str(tmp_path)], timeout=600)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert len(summary["ppo_pixels"]["eval_return"]) == len(summary["eval_schedule"])
+    assert "ppo_pixels" in summary["ratios"] and "mean_max_coverage" in summary["ppo_pixels"]["ground_truth"]
 
 
 def test_sample_efficiency_ratio_interpolates_between_checkpoints():

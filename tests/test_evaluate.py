@@ -103,4 +103,11 @@ def test_world_model_evaluator_is_deterministic_and_separates_policies(tiny_chec
         ev(lambda z: np.zeros((len(z), 3), np.float32))
     with pytest.raises(ValueError, match="num_envs"):
         WorldModelEvaluator(num_envs=0, checkpoint=tiny_checkpoint)
+    # a pixel policy sees frames, and the world model steps the same way whatever the observation type
+    pixels = WorldModelEvaluator(num_envs=3, seed=5, reward_type="dense", checkpoint=tiny_checkpoint, max_steps=4,
+                                 obs_type="pixels")
+    frames = []
+    assert pixels(lambda x: frames.append((x.shape, x.dtype)) or middle(x))["returns"] == res["returns"]
+    assert frames[0] == ((3, *pixels.venv.single_observation_space.shape), np.uint8)
+    pixels.close()
     ev.close()
