@@ -82,6 +82,20 @@ def section() -> str:
     else:
         out.append("not run yet (or run by an older version of the script: rerun it)")
 
+    ref = _load("reference_policies.json")
+    if ref:
+        st = ref["settings"]
+        out.append(f"\nScripted references on the same world-model evaluation and in gym-pusht "
+                   f"({st['gt_seeds']} seeds), frames only: each reads the surrogate's state estimate from the latent; "
+                   f"the anchored ones move at most {_f(st['max_offset'], 0)} px per step "
+                   "(`benchmarks/reference_policies.py`, its docstring defines the rules):\n")
+        out.append("| scripted policy | world-model eval | GT dense return | GT mean max coverage | GT success |")
+        out.append("|---|---|---|---|---|")
+        for name, r in ref.items():
+            if name != "settings":
+                out.append(f"| {name} | {_f(r['wm_eval_return'])} | {_f(r['gt_mean_return_dense'], 1)} | "
+                           f"{_f(r['gt_mean_max_coverage'], 3)} | {_f(r['gt_success_rate'], 2)} |")
+
     fog = _load("fog_example.json")
     out.append("\n### `examples/fog_pusht.py` (default budget) in the ground truth\n")
     if fog:

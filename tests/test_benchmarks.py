@@ -102,6 +102,32 @@ def test_sample_efficiency_ratio_interpolates_between_checkpoints():
         "ratio"].startswith("<1")
 
 
+def test_reference_policies_smoke(tiny_checkpoint, tmp_path):
+    _run(["benchmarks/reference_policies.py", "--smoke", "--checkpoint", str(tiny_checkpoint), "--json",
+          str(tmp_path / "ref.json")])
+    res = json.loads((tmp_path / "ref.json").read_text())
+    assert {"hold", "center", "to_block", "push", "center_absolute"} <= set(res)
+    assert all(np.isfinite(r["wm_eval_return"]) and 0 <= r["gt_mean_max_coverage"] <= 1
+               for k, r in res.items() if k != "settings")
+
+
+def test_reference_policy_rules_move_at_most_max_offset(tiny_checkpoint):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import reference_policies as rp
+
+    from wm_gym.envs import WorldModel
+
+    wm = WorldModel.load(tiny_checkpoint)
+    z = np.random.default_rng(0).normal(size=(5, wm.surrogate.config.latent_dim)).astype(np.float32)
+    agent = rp.LatentScript(wm, "hold").state(z)[:, :2]
+    for rule in ("hold", "center", "to_block", "push"):
+        a = rp.LatentScript(wm, rule, max_offset=10.0).act_latent(z)
+        assert a.shape == (5, 2) and np.all(np.abs(a - np.clip(agent, 0, 512)) <= 10.0 + 1e-3)
+    assert np.allclose(rp.LatentScript(wm, "center_absolute").act_latent(z), 256.0)
+    with pytest.raises(ValueError, match="rule"):
+        rp.LatentScript(wm, "dance")
+
+
 def test_make_readme_renders(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import make_readme
