@@ -58,8 +58,10 @@ def section() -> str:
                    + (f" For scale: a constant target at the middle of the workspace scores "
                       f"{_f(se['center_target_eval_return'])} on the same evaluation."
                       if "center_target_eval_return" in se else "") + "\n")
+        gt_at = se.get("gt_at", [])
+        gt_head = " / ".join([f"at {x:,}" for x in gt_at] + ["final"])
         out.append("| algorithm | eval at 0 | final eval | best eval | final ep_rew_mean | wall s / run | "
-                   "GT mean max coverage | GT success | GT dense return |")
+                   f"GT mean max coverage | GT success | GT dense return ({gt_head}) |")
         out.append("|---|---|---|---|---|---|---|---|---|")
         for algo in ("fog", "ppo_latent", "ppo_pixels"):
             if algo in se:
@@ -68,7 +70,9 @@ def section() -> str:
                 out.append(f"| {algo} | {_f(s['first_eval_return'])} | {_f(s['final_eval_return'])} | "
                            f"{_f(s['best_eval_return'])} | {_f(s['final_ep_rew_mean'])} | "
                            f"{_f(s['wall_s_per_run'], 0)} | {_f(gt.get('mean_max_coverage'), 3)} | "
-                           f"{_f(gt.get('success_rate'), 2)} | {_f(gt.get('mean_return_dense'), 1)} |")
+                           f"{_f(gt.get('success_rate'), 2)} | "
+                           + " / ".join([_f(g["mean_return_dense"], 1) for g in s.get("ground_truth_at", [])]
+                                        + [_f(gt.get("mean_return_dense"), 1)]) + " |")
         for algo, r in se.get("ratios", {}).items():
             ratio = r["ratio"] if isinstance(r["ratio"], str) else f"{r['ratio']:.1f}x"
             out.append(f"\nHeadline ({algo}): PPO's deterministic eval return reaches its best {_f(r['ppo_best'])} "

@@ -65,16 +65,22 @@ def eval_schedule(total: int, first: int, points: int) -> list[int]:
 
 class ScheduledEval:
     """Evaluates a policy whenever training has passed the next point of the schedule (once per crossing,
-    recorded at the actual step count); ``rows`` = [(env_steps, mean eval return)]."""
+    recorded at the actual step count); ``rows`` = [(env_steps, mean eval return)]. At the points in
+    ``gt_at`` the frame-acting policy is also run in gym-pusht by ``ground_truth(policy) -> dict``;
+    ``gt_rows`` = [(env_steps, that dict)]."""
 
-    def __init__(self, evaluator, schedule: list[int]):
+    def __init__(self, evaluator, schedule: list[int], ground_truth=None, gt_at: tuple[int, ...] = ()):
         self.evaluator, self.pending, self.rows = evaluator, list(schedule), []
+        self.ground_truth, self.gt_at, self.gt_rows = ground_truth, set(gt_at), []
 
-    def __call__(self, num_timesteps: int, act) -> None:
+    def __call__(self, num_timesteps: int, act, policy=None) -> None:
         if self.pending and num_timesteps >= self.pending[0]:
+            passed = []
             while self.pending and num_timesteps >= self.pending[0]:
-                self.pending.pop(0)
+                passed.append(self.pending.pop(0))
             self.rows.append((int(num_timesteps), self.evaluator(act)["mean_return"]))
+            if self.ground_truth is not None and self.gt_at.intersection(passed):
+                self.gt_rows.append((int(num_timesteps), self.ground_truth(policy)))
 
 
 def fog_overrides(items: list[str] | None) -> dict:
@@ -104,8 +110,9 @@ def run_fog(seed, prof, args, out, evaluate: ScheduledEval):
                     progress_bar=not args.smoke, checkpoint_every=0)
     t0 = time.time()
     trainer = FoGTrainer("WM-PushT-v0", cfg)
-    evaluate(0, trainer.policy.act_latent)
-    trainer.learn(prof["steps"], callback=lambda tr, logs: evaluate(tr.num_timesteps, tr.policy.act_latent))
+    evaluate(0, trainer.policy.act_latent, trainer.policy)
+    trainer.learn(prof["steps"],
+                  callback=lambda tr, logs: evaluate(tr.num_timesteps, tr.policy.act_latent, tr.policy))
     rows = [(h["num_timesteps"], h["ep_rew_mean"], h["ep_len_mean"], None, h["ep_count"]) for h in trainer.history
             if h.get("ep_count", 0) >= cfg.num_envs]
     trainer.save(out / f"fog_{seed}" / "policy")
@@ -132,17 +139,17 @@ def run_ppo(seed, prof, args, out, obs_type, evaluate: ScheduledEval):
                                          action_offset=offset)
 
         def _on_training_start(self) -> None:
-            evaluate(0, self.policy.act_obs)
+            evaluate(0, self.policy.act_obs, self.policy)
 
         def _on_step(self) -> bool:
-            evaluate(self.num_timesteps, self.policy.act_obs)
+            evaluate(self.num_timesteps, self.policy.act_obs, self.policy)
             return True
 
     t0 = time.time()
     model, rows, _ = train_ppo(a, callback=_Eval())
     rows = [r for r in rows if r[4] >= prof["num_envs"]]
     policy = PPOFramePolicy(model, obs_type, checkpoint=args.checkpoint, device=args.device, action_offset=offset)
-    evaluate(model.num_timesteps, policy.act_obs)  # the final policy, if the last point was not reached
+    evaluate(model.num_timesteps, policy.act_obs, policy)  # the final policy, if the last point was not reached
     return rows, policy, time.time() - t0
 
 
@@ -226,11 +233,18 @@ def main() -> None:
                 device=args.device, max_steps=prof["eval_steps"], obs_type=obs_type)
         return evaluators[obs_type]
     schedule = eval_schedule(prof["steps"], prof["eval_first"], prof["eval_points"])
+    gt_at = (schedule[0], schedule[len(schedule) // 2])  # gym-pusht at the start and halfway (and at the end)
+
+    def ground_truth(policy) -> dict:
+        gt = evaluate_in_ground_truth(policy, seeds=range(1000, 1000 + prof["gt_seeds"]), max_steps=prof["gt_steps"],
+                                      image_size=image_size)
+        return {k: v for k, v in gt.items() if not isinstance(v, (list, tuple))}
 
     algos = prof["algos"]
     curves: dict[str, list] = {a: [] for a in algos}
     evals: dict[str, list] = {a: [] for a in algos}
-    ground_truth: dict[str, list] = {a: [] for a in algos}
+    ground_truths: dict[str, list] = {a: [] for a in algos}
+    gt_curves: dict[str, list] = {a: [] for a in algos}
     wall: dict[str, list] = {a: [] for a in algos}
     for algo in algos:
         if algo not in ("fog", "ppo_latent", "ppo_pixels"):
@@ -238,25 +252,25 @@ def main() -> None:
     for seed in prof["seeds"]:
         for algo in algos:
             # a finished run is kept on disk with the settings that made it: an interrupted benchmark resumes
-            result_path, settings = runs_dir / f"{algo}_{seed}.json", run_settings(algo, seed, prof, args, schedule)
+            result_path = runs_dir / f"{algo}_{seed}.json"
+            settings = {**run_settings(algo, seed, prof, args, schedule), "gt_at": list(gt_at)}
             result = json.loads(result_path.read_text()) if result_path.exists() else None
             if result is not None and result["settings"] == settings:
                 print(f"[{algo} seed {seed}] finished run reused from {result_path}", flush=True)
             else:
-                evaluate = ScheduledEval(evaluator_for(algo), schedule)
+                evaluate = ScheduledEval(evaluator_for(algo), schedule, ground_truth, gt_at)
                 if algo == "fog":
                     rows, policy, dt = run_fog(seed, prof, args, runs_dir, evaluate)
                 else:
                     rows, policy, dt = run_ppo(seed, prof, args, runs_dir, algo.split("_")[1], evaluate)
-                gt = evaluate_in_ground_truth(policy, seeds=range(1000, 1000 + prof["gt_seeds"]),
-                                              max_steps=prof["gt_steps"], image_size=image_size)
                 result = {"settings": settings, "rows": rows, "eval_rows": evaluate.rows, "wall_s": dt,
-                          "ground_truth": {k: v for k, v in gt.items() if not isinstance(v, (list, tuple))}}
+                          "ground_truth": ground_truth(policy), "gt_rows": evaluate.gt_rows}
                 atomic_write_text(result_path, json.dumps(result, default=float))
             curves[algo].append(result["rows"])
             evals[algo].append(result["eval_rows"])
             wall[algo].append(result["wall_s"])
-            ground_truth[algo].append(result["ground_truth"])
+            ground_truths[algo].append(result["ground_truth"])
+            gt_curves[algo].append(result["gt_rows"])
             print(f"[{algo} seed {seed}] {result['wall_s']:.0f}s (evaluations included), eval returns "
                   f"{[round(r, 1) for _, r in result['eval_rows']]}, ground truth {result['ground_truth']}", flush=True)
 
@@ -271,12 +285,12 @@ def main() -> None:
     center = evaluator_for("fog")(lambda z: np.tile((action_low + action_high) / 2, (len(z), 1)))["mean_return"]
     summary: dict = {"profile": profile, "steps_per_run": prof["steps"], "seeds": prof["seeds"],
                      "reward_type": args.reward_type, "device": args.device, "eval_envs": prof["eval_envs"],
-                     "eval_steps": prof["eval_steps"], "eval_schedule": schedule,
+                     "eval_steps": prof["eval_steps"], "eval_schedule": schedule, "gt_at": list(gt_at),
                      "fog_config": fog_settings(prof, args), "center_target_eval_return": center,
                      "action_offset": FoGConfig(**fog_settings(prof, args)).action_offset,
                      "ratios": {}, "ratios_ep_rew_mean": {}}
     for algo in algos:
-        m, tm, gts = eval_mean[algo][0], train_mean[algo][0], ground_truth[algo]
+        m, tm, gts = eval_mean[algo][0], train_mean[algo][0], ground_truths[algo]
         summary[algo] = {
             "eval_return": [float(x) for x in m],
             "first_eval_return": float(m[0]),
@@ -287,6 +301,10 @@ def main() -> None:
             "best_ep_rew_mean": float(np.nanmax(tm)) if np.isfinite(tm).any() else None,
             "wall_s_per_run": float(np.mean(wall[algo])),
             "ground_truth": {k: float(np.mean([g[k] for g in gts])) for k in gts[0]} if gts else {},
+            # the same at the gt_at checkpoints (mean over seeds; a checkpoint is recorded at its crossing step)
+            "ground_truth_at": [{"env_steps": point, **{k: float(np.mean([rows[i][1][k] for rows in gt_curves[algo]]))
+                                                        for k in ("mean_return_dense", "mean_max_coverage")}}
+                                for i, point in enumerate(gt_at) if all(len(rows) > i for rows in gt_curves[algo])],
         }
     if "fog" in algos:
         for algo in algos:

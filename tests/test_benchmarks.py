@@ -71,6 +71,8 @@ def test_sample_efficiency_smoke(tiny_checkpoint, tmp_path):
         assert steps[0] == 0 and len(steps) == len(schedule) and steps[-1] >= schedule[-1]
         assert len(summary[algo]["eval_return"]) == len(schedule)
     assert "ppo_latent" in summary["ratios"]
+    # gym-pusht at the start and halfway as well as at the end
+    assert [g["env_steps"] for g in summary["fog"]["ground_truth_at"]] == summary["gt_at"] == [0, schedule[1]]
     # finished runs are kept: a rerun resumes (here: reuses both) and gives the same summary
     again = _run(["benchmarks/sample_efficiency.py", "--smoke", "--checkpoint", str(tiny_checkpoint), "--out",
                   str(tmp_path)])
