@@ -285,7 +285,7 @@ def main() -> None:
     center = evaluator_for("fog")(lambda z: np.tile((action_low + action_high) / 2, (len(z), 1)))["mean_return"]
     summary: dict = {"profile": profile, "steps_per_run": prof["steps"], "seeds": prof["seeds"],
                      "reward_type": args.reward_type, "device": args.device, "eval_envs": prof["eval_envs"],
-                     "eval_steps": prof["eval_steps"], "eval_schedule": schedule, "gt_at": list(gt_at),
+                     "eval_steps": prof["eval_steps"], "eval_schedule": schedule, "gt_at": list(gt_at), "gt_seeds": prof["gt_seeds"],
                      "fog_config": fog_settings(prof, args), "center_target_eval_return": center,
                      "action_offset": FoGConfig(**fog_settings(prof, args)).action_offset,
                      "ratios": {}, "ratios_ep_rew_mean": {}}
