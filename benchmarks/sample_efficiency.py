@@ -12,7 +12,8 @@ by the same two numbers against world-model env steps (every training step of th
   ``rollout/ep_rew_mean``). It lags: with 64 envs and 300-step episodes its first value (64 episodes)
   exists only after ~19k steps, so it cannot show a speed-up larger than ~5x at 100k steps.
 
-At the end each final policy is also run in the real gym-pusht (``fog_trainer.evaluate``). Each finished
+At the start, halfway and at the end the policy is also run in the real gym-pusht (``fog_trainer.evaluate``),
+and a constant target at the middle of the action box is scored by the same evaluation for scale. Each finished
 run is saved as ``OUT/runs/ALGO_SEED.json`` with the settings that made it; a rerun with the same settings
 reuses it, so an interrupted benchmark resumes at the run it was in.
 
@@ -153,12 +154,23 @@ def run_ppo(seed, prof, args, out, obs_type, evaluate: ScheduledEval):
     return rows, policy, time.time() - t0
 
 
-def run_settings(algo: str, seed: int, prof: dict, args, schedule: list[int]) -> dict:
+def run_settings(algo: str, seed: int, prof: dict, args, schedule: list[int], gt_at: tuple[int, ...]) -> dict:
     """Everything that determines one run's result (a saved result is reused only when all of it matches)."""
     keys = ("steps", "num_envs", "eval_envs", "eval_steps", "gt_seeds", "gt_steps")
-    return {"algo": algo, "seed": seed, **{k: prof[k] for k in keys}, "schedule": schedule,
+    return {"algo": algo, "seed": seed, **{k: prof[k] for k in keys}, "schedule": schedule, "gt_at": list(gt_at),
             "reward_type": args.reward_type, "checkpoint": args.checkpoint, "device": args.device,
             "smoke": bool(args.smoke), "fog": fog_settings(prof, args) if algo == "fog" else None}
+
+
+def _load_result(path: Path) -> dict | None:
+    """A saved run result, or None when there is none or it cannot be read (the run is then made again)."""
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        print(f"{path} is unreadable ({e}); running it again", flush=True)
+        return None
 
 
 def steps_to_reach(steps: np.ndarray, values: np.ndarray, level: float) -> float:
@@ -253,9 +265,9 @@ def main() -> None:
         for algo in algos:
             # a finished run is kept on disk with the settings that made it: an interrupted benchmark resumes
             result_path = runs_dir / f"{algo}_{seed}.json"
-            settings = {**run_settings(algo, seed, prof, args, schedule), "gt_at": list(gt_at)}
-            result = json.loads(result_path.read_text()) if result_path.exists() else None
-            if result is not None and result["settings"] == settings:
+            settings = run_settings(algo, seed, prof, args, schedule, gt_at)
+            result = _load_result(result_path)
+            if result is not None and result.get("settings") == settings:
                 print(f"[{algo} seed {seed}] finished run reused from {result_path}", flush=True)
             else:
                 evaluate = ScheduledEval(evaluator_for(algo), schedule, ground_truth, gt_at)
