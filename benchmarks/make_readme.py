@@ -54,16 +54,14 @@ def section() -> str:
                    f"seeded starts and noise, at env steps {', '.join(f'{x:,}' for x in se['eval_schedule'])} "
                    "(mean over seeds); `ep_rew_mean` = mean return of the last 100 training episodes (it lags: its "
                    "first value needs ~19k steps). Ground truth (GT) = the policy run in the real gym-pusht "
-                   f"({_f(se.get('gt_seeds'), 0) if 'gt_seeds' in se else 'fixed'} seeds) at the start, halfway and at the end; "
+                   f"({se['gt_seeds']} seeds) at the start, halfway and at the end; "
                    "wall time includes the evaluations. "
-                   f"FoG and PPO-latent act with anchored targets (at most {_f(se.get('action_offset', 48.0), 0)} px "
+                   f"FoG and PPO-latent act with anchored targets (at most {_f(se['action_offset'], 0)} px "
                    "from the agent), PPO-pixels with "
                    "absolute targets (its initial policy aims at the middle of the workspace)."
-                   + (f" For scale: a constant target at the middle of the workspace scores "
-                      f"{_f(se['center_target_eval_return'])} on the same evaluation."
-                      if "center_target_eval_return" in se else "") + "\n")
-        gt_at = se.get("gt_at", [])
-        gt_head = " / ".join([f"at {x:,}" for x in gt_at] + ["final"])
+                   f" For scale: a constant target at the middle of the workspace scores "
+                   f"{_f(se['center_target_eval_return'])} on the same evaluation.\n")
+        gt_head = " / ".join([f"at {x:,}" for x in se["gt_at"]] + ["final"])
         out.append("| algorithm | eval at 0 | final eval | best eval | final ep_rew_mean | wall s / run | "
                    f"GT mean max coverage | GT success | GT dense return ({gt_head}) |")
         out.append("|---|---|---|---|---|---|---|---|---|")
@@ -75,7 +73,7 @@ def section() -> str:
                            f"{_f(s['best_eval_return'])} | {_f(s['final_ep_rew_mean'])} | "
                            f"{_f(s['wall_s_per_run'], 0)} | {_f(gt.get('mean_max_coverage'), 3)} | "
                            f"{_f(gt.get('success_rate'), 2)} | "
-                           + " / ".join([_f(g["mean_return_dense"], 1) for g in s.get("ground_truth_at", [])]
+                           + " / ".join([_f(g["mean_return_dense"], 1) for g in s["ground_truth_at"]]
                                         + [_f(gt.get("mean_return_dense"), 1)]) + " |")
         for algo, r in se.get("ratios", {}).items():
             ratio = r["ratio"] if isinstance(r["ratio"], str) else f"{r['ratio']:.1f}x"

@@ -56,9 +56,10 @@ class LatentScript:
     @torch.no_grad()
     def state(self, z: np.ndarray) -> np.ndarray:
         """Estimated Push-T states (B, 5): agent xy, block xy (env units), block angle (rad)."""
+        from wm_gym.train_surrogate import state_from_features
+
         f = self.wm.surrogate.state_head(torch.as_tensor(np.asarray(z, np.float32), device=self.wm.device)).cpu().numpy()
-        half = (self.high - self.low) / 2
-        return np.concatenate([(f[:, :4] + 1) * half + self.low, np.arctan2(f[:, 5:6], f[:, 4:5])], 1)
+        return state_from_features(f, self.wm.task)
 
     def act_latent(self, z: np.ndarray) -> np.ndarray:
         s = self.state(z)

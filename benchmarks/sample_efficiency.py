@@ -55,6 +55,7 @@ PROFILES = {
 # FoG's N and actor lr for sample efficiency: one update per N x H steps, so a smaller N gives more updates per
 # env step. Picked by a 30k-step, one-seed sweep (benchmarks/results/sample_efficiency_fog_settings.md);
 # PPO keeps its RL-Zoo-like settings (baselines/ppo.py).
+OBS_TYPE = {"fog": "latent", "ppo_latent": "latent", "ppo_pixels": "pixels"}  # what each algorithm acts on
 EVAL_SEED = 20_000  # start states and diffusion noise of every evaluation (training uses the run's seed)
 
 
@@ -237,8 +238,7 @@ def main() -> None:
     action_low, action_high = np.full(task.action_dim, task.action_low), np.full(task.action_dim, task.action_high)
     evaluators: dict[str, WorldModelEvaluator] = {}  # per observation type; same starts and noise for all
 
-    def evaluator_for(algo: str) -> WorldModelEvaluator:
-        obs_type = "pixels" if algo == "ppo_pixels" else "latent"
+    def evaluator_for(obs_type: str) -> WorldModelEvaluator:
         if obs_type not in evaluators:
             evaluators[obs_type] = WorldModelEvaluator(
                 num_envs=prof["eval_envs"], seed=EVAL_SEED, reward_type=args.reward_type, checkpoint=args.checkpoint,
@@ -259,8 +259,8 @@ def main() -> None:
     gt_curves: dict[str, list] = {a: [] for a in algos}
     wall: dict[str, list] = {a: [] for a in algos}
     for algo in algos:
-        if algo not in ("fog", "ppo_latent", "ppo_pixels"):
-            raise SystemExit(f"unknown algorithm {algo!r}; choose from fog, ppo_latent, ppo_pixels")
+        if algo not in OBS_TYPE:
+            raise SystemExit(f"unknown algorithm {algo!r}; choose from {', '.join(OBS_TYPE)}")
     for seed in prof["seeds"]:
         for algo in algos:
             # a finished run is kept on disk with the settings that made it: an interrupted benchmark resumes
@@ -270,11 +270,11 @@ def main() -> None:
             if result is not None and result.get("settings") == settings:
                 print(f"[{algo} seed {seed}] finished run reused from {result_path}", flush=True)
             else:
-                evaluate = ScheduledEval(evaluator_for(algo), schedule, ground_truth, gt_at)
+                evaluate = ScheduledEval(evaluator_for(OBS_TYPE[algo]), schedule, ground_truth, gt_at)
                 if algo == "fog":
                     rows, policy, dt = run_fog(seed, prof, args, runs_dir, evaluate)
                 else:
-                    rows, policy, dt = run_ppo(seed, prof, args, runs_dir, algo.split("_")[1], evaluate)
+                    rows, policy, dt = run_ppo(seed, prof, args, runs_dir, OBS_TYPE[algo], evaluate)
                 result = {"settings": settings, "rows": rows, "eval_rows": evaluate.rows, "wall_s": dt,
                           "ground_truth": ground_truth(policy), "gt_rows": evaluate.gt_rows}
                 atomic_write_text(result_path, json.dumps(result, default=float))
@@ -294,7 +294,7 @@ def main() -> None:
     grid = np.linspace(0, prof["steps"], 200)
     train_mean = {a: mean_curve(curves[a], grid) for a in algos}
     # a fixed reference on the same evaluation: every step, the target is the middle of the action box
-    center = evaluator_for("fog")(lambda z: np.tile((action_low + action_high) / 2, (len(z), 1)))["mean_return"]
+    center = evaluator_for("latent")(lambda z: np.tile((action_low + action_high) / 2, (len(z), 1)))["mean_return"]
     summary: dict = {"profile": profile, "steps_per_run": prof["steps"], "seeds": prof["seeds"],
                      "reward_type": args.reward_type, "device": args.device, "eval_envs": prof["eval_envs"],
                      "eval_steps": prof["eval_steps"], "eval_schedule": schedule, "gt_at": list(gt_at), "gt_seeds": prof["gt_seeds"],

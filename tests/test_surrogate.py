@@ -401,3 +401,14 @@ def test_gradient_fidelity_against_the_real_simulator_runs(tiny_dataset, tmp_pat
                                       "--val-fraction", "0.5", "--threads", "1"])
     runpy.run_path(str(REPO / "benchmarks" / "gradient_fidelity.py"), run_name="__main__")
     assert "| truth | dense | 2 | fog |" in capsys.readouterr().out
+
+
+def test_state_from_features_inverts_state_features():
+    from wm_gym.pusht import TaskSpec
+    from wm_gym.train_surrogate import state_features, state_from_features
+
+    task = TaskSpec()
+    states = np.array([[10.0, 500.0, 256.0, 30.0, 3.0], [256.0, 0.0, 400.0, 100.0, -1.2]])
+    assert np.allclose(state_from_features(state_features(states, task), task), states, atol=1e-3)
+    with pytest.raises(ValueError, match="Push-T"):
+        state_from_features(np.zeros((1, 6)), dataclasses.replace(task, name="cube"))

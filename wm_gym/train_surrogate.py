@@ -130,6 +130,16 @@ def state_features(states: np.ndarray, task: TaskSpec) -> np.ndarray:
     return np.concatenate([pos, np.cos(s[..., 4:5]), np.sin(s[..., 4:5])], -1).astype(np.float32)
 
 
+def state_from_features(features: np.ndarray, task: TaskSpec) -> np.ndarray:
+    """The inverse of :func:`state_features`: read-out features (..., 6) -> Push-T states (..., 5) (agent xy,
+    block xy in env units, block angle in radians), e.g. to act on a surrogate's state-head estimate."""
+    f = np.asarray(features)
+    if task.name != "pusht":
+        raise ValueError(f"state_from_features knows Push-T states only, got task {task.name!r}")
+    half = (task.action_high - task.action_low) / 2.0
+    return np.concatenate([(f[..., :4] + 1.0) * half + task.action_low, np.arctan2(f[..., 5:6], f[..., 4:5])], -1)
+
+
 STATE_DIM = 6
 
 
@@ -611,4 +621,5 @@ def _cmd_train_surrogate(ns) -> int:
     return 0
 
 
-__all__ = ["TrainSurrogateArgs", "train", "surrogate_loss", "validate", "add_cli", "WindowBank", "state_features"]
+__all__ = ["TrainSurrogateArgs", "train", "surrogate_loss", "validate", "add_cli", "WindowBank", "state_features",
+           "state_from_features"]
