@@ -47,6 +47,15 @@ def test_gradient_fidelity_smoke():
     assert "| global-autograd | dense | 4 | global-fd | 1.000 |" in out
 
 
+def test_sampler_noise_smoke(tiny_checkpoint, tiny_dataset, tmp_path):
+    _run(["benchmarks/sampler_noise.py", "--smoke", "--global-model", str(tiny_checkpoint / "global_model"),
+          "--data", str(tiny_dataset), "--json", str(tmp_path / "s.json")])
+    res = json.loads((tmp_path / "s.json").read_text())
+    assert set(res["modes"]) == {"one_draw", "antithetic", "mean_of_2"}
+    assert all(np.isfinite(v) for row in res["modes"].values() for v in row.values())
+    assert res["modes"]["antithetic"]["env_steps_per_s"] > 0
+
+
 def test_jacobian_speed_smoke():
     out = _run(["benchmarks/jacobian_speed.py", "--smoke"])
     assert "analytic" in out and "vmap-jacrev" in out

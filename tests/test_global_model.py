@@ -88,18 +88,48 @@ def test_step_shapes_determinism_and_seeds():
     assert one.next_obs.shape == out.next_obs.shape
 
 
+@pytest.mark.parametrize("num_steps", [1, 2])
+def test_antithetic_sampler_is_the_mean_of_the_eps_and_minus_eps_samples(num_steps):
+    model = tiny_model()
+    obs, act = context_batch()
+    obs = 0.5 * obs  # frames away from the [-1, 1] clamp, so the mean of the frames is the mean of the deltas
+    noise = torch.randn(3, 3, S, S, generator=torch.Generator().manual_seed(4))
+    one = EulerSampler(num_steps=num_steps)
+    pair = EulerSampler(num_steps=num_steps, antithetic=True)
+    plus = one.sample(model.denoiser, obs, act, noise=noise) - obs[:, -1]
+    minus = one.sample(model.denoiser, obs, act, noise=-noise) - obs[:, -1]
+    want = model.denoiser.frame_of(obs, 0.5 * (plus + minus))
+    got = pair.sample(model.denoiser, obs, act, noise=noise)
+    assert got.abs().max() < 0.99
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    # even in the noise, and deterministic under a seeded generator
+    torch.testing.assert_close(pair.sample(model.denoiser, obs, act, noise=-noise), got, atol=1e-5, rtol=0)
+    a = pair.sample(model.denoiser, obs, act, generator=torch.Generator().manual_seed(5))
+    b = pair.sample(model.denoiser, obs, act, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+
+
 def test_save_load_round_trip(tmp_path):
     model = tiny_model()
     model.save_pretrained(tmp_path / "gm")
     assert (tmp_path / "gm" / "global_model.json").exists()
     loaded = GlobalModel.from_pretrained(tmp_path / "gm", device="cpu")
     assert loaded.context == K and loaded.image_size == S and loaded.sampler.num_steps == 2
+    assert loaded.sampler.config() == model.sampler.config()
     assert loaded.task == model.task
     obs, act = context_batch()
     a = model.step(obs, act, generator=torch.Generator().manual_seed(3))
     b = loaded.step(obs, act, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(a.next_obs, b.next_obs, atol=0, rtol=0)
     torch.testing.assert_close(a.rew, b.rew, atol=0, rtol=0)
+    # the sampler setting travels with the model; a file written before the antithetic option loads as one draw
+    model.sampler = EulerSampler(num_steps=1, antithetic=True)
+    model.save_pretrained(tmp_path / "gm_pair")
+    assert GlobalModel.from_pretrained(tmp_path / "gm_pair").sampler.antithetic
+    cfg = json.loads((tmp_path / "gm_pair" / "global_model.json").read_text())
+    del cfg["sampler"]["antithetic"]
+    (tmp_path / "gm_pair" / "global_model.json").write_text(json.dumps(cfg))
+    assert not GlobalModel.from_pretrained(tmp_path / "gm_pair").sampler.antithetic
 
 
 def test_clear_errors(tmp_path):

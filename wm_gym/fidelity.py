@@ -384,6 +384,7 @@ class FidelityArgs:
     episodes: int = arg(0, "val episodes used (0: all)")
     starts_per_episode: int = arg(4, "open-loop rollouts per episode")
     num_steps: int = arg(0, "sampler steps per world-model step (0: the model's default)")
+    antithetic: str = arg("model", "antithetic noise pairs in the sampler: 'on', 'off' or 'model' (the model's setting)")
     batch_size: int = arg(64, "rollouts stepped together")
     video_rollouts: int = arg(4, "rollouts shown in the video (0: no video)")
     seed: int = arg(0, "seeds the start points and the diffusion noise")
@@ -427,6 +428,10 @@ def run_eval_fidelity(args: FidelityArgs) -> dict[str, Any]:
         from .models.global_model import GlobalModel
 
         model = GlobalModel.from_pretrained(_resolve_model_dir(Path(args.model)), device=args.device)
+        if args.antithetic not in ("model", "on", "off"):
+            raise SystemExit(f"wm-gym eval-fidelity: error: --antithetic must be on, off or model, got {args.antithetic!r}")
+        if args.antithetic != "model":
+            model.sampler.antithetic = args.antithetic == "on"
     probe = StateProbe.from_pretrained(args.probe, low_cpu_mem_usage=False)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -435,7 +440,8 @@ def run_eval_fidelity(args: FidelityArgs) -> dict[str, Any]:
         starts_per_episode=args.starts_per_episode, seed=args.seed, device=args.device, batch_size=args.batch_size,
         num_steps=args.num_steps or None, video_path=out / "rollouts.mp4" if args.video_rollouts else None,
         video_rollouts=args.video_rollouts, progress=args.progress)
-    result["settings"].update(model=args.model, probe=args.probe)
+    result["settings"].update(model=args.model, probe=args.probe,
+                              antithetic=None if model is None else model.sampler.antithetic)
     probe_metrics = Path(args.probe) / "metrics.json"
     if probe_metrics.exists():
         result["probe_heldout"] = json.loads(probe_metrics.read_text())

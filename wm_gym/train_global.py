@@ -80,6 +80,9 @@ class TrainGlobalArgs:
     context_noise_max: float = field(default=0.05, metadata={"help": "max std of the context noise augmentation"})
     sampler_steps: int = field(default=1, metadata={
         "help": "default Euler steps of the saved model (1 beat 3 on held-out rollouts, see the README/report)"})
+    sampler_one_draw: bool = field(default=False, metadata={
+        "help": "save the model with a one-draw sampler instead of the antithetic pair (eps and -eps averaged, "
+                "which cancels the 1-step sampler's noise leak: benchmarks/sampler_noise.py)"})
     sampler_sigma_frac: float = field(default=0.5, metadata={
         "help": "fraction of each batch trained at the sampler's first noise level sigma_max (the only level "
                 "a 1-step sampler uses; log-normal draws put ~5%% there); the rest is log-normal"})
@@ -383,7 +386,7 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
                          (ema_rm, "ema_reward_model"), (opt, "opt"), (opt_r, "opt_reward")):
             mod.load_state_dict(ck[key])
         step, samples = ck["step"], ck["samples"]
-    sampler = EulerSampler(num_steps=args.sampler_steps)
+    sampler = EulerSampler(num_steps=args.sampler_steps, antithetic=not args.sampler_one_draw)
     ema_model = GlobalModel(ema_den, ema_rm, task, sampler)
     writer = SummaryWriter(str(out / "tb"))
     (out / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2))

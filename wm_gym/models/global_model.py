@@ -125,13 +125,12 @@ class GlobalModel(nn.Module):
 
     # -- persistence ---------------------------------------------------------------------------
     def config_dict(self) -> dict:
-        s = self.sampler
         return {
             "format_version": FORMAT_VERSION,
             "task": self.task.to_dict(),
             "context": self.context,
             "image_size": self.image_size,
-            "sampler": {"num_steps": s.num_steps, "sigma_min": s.sigma_min, "sigma_max": s.sigma_max, "rho": s.rho},
+            "sampler": self.sampler.config(),
         }
 
     def save_pretrained(self, path: str | Path) -> None:

@@ -3,13 +3,21 @@
 A plain class, separate from the network (as schedulers are in diffusers and the sampler is in
 DIAMOND). The initial noise is drawn from a caller-given ``torch.Generator``, so a seeded env steps
 deterministically.
+
+``antithetic=True`` integrates every sample twice, from the noise ``eps`` and from ``-eps`` (one batched
+denoiser call of twice the batch per step), and returns the mean of the two. A 1-step sampler returns the
+denoiser's estimate of the conditional mean of the next frame, and that estimate still moves with the
+noise it was given: on Push-T (deterministic physics) mostly *linearly* (a leak of the input noise into
+every pixel), which the antithetic pair cancels exactly. Measured on the shipped model
+(``benchmarks/sampler_noise.py``): open-loop pixel error at 16 steps 0.0104 -> 0.0075, the same as
+averaging 16 independent draws, for twice the denoiser cost.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .denoiser import Denoiser
+from .denoiser import Conditioning, Denoiser
 
 
 def karras_sigmas(num_steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0,
@@ -36,9 +44,12 @@ class EulerSampler:
         num_steps: default number of denoiser calls per sample (1 allowed).
         sigma_min, sigma_max: ends of the noise schedule.
         rho: Karras schedule curvature.
+        antithetic: return the mean of the samples integrated from ``eps`` and ``-eps`` (see the module
+            docstring; meant for the 1-step sampler, whose output is a mean estimate already).
     """
 
-    def __init__(self, num_steps: int = 3, sigma_min: float = 2e-3, sigma_max: float = 5.0, rho: float = 7.0):
+    def __init__(self, num_steps: int = 3, sigma_min: float = 2e-3, sigma_max: float = 5.0, rho: float = 7.0,
+                 antithetic: bool = False):
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         if not 0 < sigma_min < sigma_max:
@@ -47,6 +58,12 @@ class EulerSampler:
         self.sigma_min = sigma_min
         self.sigma_max = sigma_max
         self.rho = rho
+        self.antithetic = bool(antithetic)
+
+    def config(self) -> dict:
+        """The constructor's arguments (saved in ``global_model.json``)."""
+        return {"num_steps": self.num_steps, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max,
+                "rho": self.rho, "antithetic": self.antithetic}
 
     def sigmas(self, num_steps: int | None = None, device=None) -> torch.Tensor:
         return karras_sigmas(num_steps or self.num_steps, self.sigma_min, self.sigma_max, self.rho, device)
@@ -73,14 +90,20 @@ class EulerSampler:
         """The Euler integration behind :meth:`sample`, *differentiable* w.r.t. ``obs``, ``act`` and the
         denoiser (used to measure backprop-through-diffusion; policy learning never needs it)."""
         sigmas = self.sigmas(num_steps, obs.device).to(obs.dtype)
-        x = noise.to(obs.device, obs.dtype) * sigmas[0]
+        noise = noise.to(obs.device, obs.dtype)
         cond = denoiser.condition(obs, act)
+        if self.antithetic:  # one call on [eps; -eps], the context encoded once and repeated
+            noise = torch.cat([noise, -noise])
+            cond = Conditioning(cond.stem_context.repeat(2, 1, 1, 1), cond.act_emb.repeat(2, 1))
+        x = noise * sigmas[0]
         for sigma, next_sigma in zip(sigmas[:-1], sigmas[1:]):
             denoised = denoiser(x, sigma, cond=cond)
             if next_sigma == 0:
                 x = denoised
             else:
                 x = x + (x - denoised) / sigma * (next_sigma - sigma)
+        if self.antithetic:
+            x = 0.5 * (x[: len(obs)] + x[len(obs):])
         return denoiser.frame_of(obs, x)
 
 
