@@ -155,11 +155,26 @@ def run_ppo(seed, prof, args, out, obs_type, evaluate: ScheduledEval):
     return rows, policy, time.time() - t0
 
 
+def checkpoint_fingerprint(checkpoint: str | None) -> str:
+    """sha256 of a world-model checkpoint's weights and configs (e.g. the sampler setting), not its notes."""
+    import hashlib
+
+    from wm_gym.envs.core import DEFAULT_CHECKPOINT
+
+    root = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".npz")):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def run_settings(algo: str, seed: int, prof: dict, args, schedule: list[int], gt_at: tuple[int, ...]) -> dict:
     """Everything that determines one run's result (a saved result is reused only when all of it matches)."""
     keys = ("steps", "num_envs", "eval_envs", "eval_steps", "gt_seeds", "gt_steps")
     return {"algo": algo, "seed": seed, **{k: prof[k] for k in keys}, "schedule": schedule, "gt_at": list(gt_at),
-            "reward_type": args.reward_type, "checkpoint": args.checkpoint, "device": args.device,
+            "reward_type": args.reward_type, "checkpoint": args.checkpoint,
+            "checkpoint_sha256": checkpoint_fingerprint(args.checkpoint), "device": args.device,
             "smoke": bool(args.smoke), "fog": fog_settings(prof, args) if algo == "fog" else None}
 
 

@@ -113,6 +113,23 @@ def test_sample_efficiency_ratio_interpolates_between_checkpoints():
         "ratio"].startswith("<1")
 
 
+def test_sample_efficiency_saved_runs_are_tied_to_the_checkpoint_contents(tiny_checkpoint, tmp_path):
+    # a saved run is reused only for the same world model: weights *and* configs (e.g. the sampler setting)
+    import shutil
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import sample_efficiency as se
+
+    ckpt = shutil.copytree(tiny_checkpoint, tmp_path / "ckpt")
+    before = se.checkpoint_fingerprint(str(ckpt))
+    assert se.checkpoint_fingerprint(str(tiny_checkpoint)) == before
+    cfg_path = ckpt / "global_model" / "global_model.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["sampler"]["antithetic"] = not cfg["sampler"].get("antithetic", False)
+    cfg_path.write_text(json.dumps(cfg))
+    assert se.checkpoint_fingerprint(str(ckpt)) != before
+
+
 def test_reference_policies_smoke(tiny_checkpoint, tmp_path):
     _run(["benchmarks/reference_policies.py", "--smoke", "--checkpoint", str(tiny_checkpoint), "--json",
           str(tmp_path / "ref.json")])
