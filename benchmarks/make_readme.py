@@ -186,6 +186,23 @@ def section() -> str:
     else:
         out.append("not run yet")
 
+    sn = _load("sampler_noise.json")
+    out.append("\n### Sampler noise: one draw vs antithetic pairs (`benchmarks/sampler_noise.py`)\n")
+    if sn:
+        hs = sorted(int(k[5:]) for k in sn["modes"]["one_draw"] if k.startswith("mse_h"))
+        out.append("| sampler | " + " | ".join(f"pixel MSE h{h}" for h in hs) + " | env steps/s (batch "
+                   f"{sn['batch']}) |")
+        out.append("|---|" + "---|" * (len(hs) + 1))
+        for mode, row in [*sn["modes"].items(), ("copy_last", {f"mse_h{h}": sn["copy_last"][f"mse_copy_h{h}"]
+                                                               for h in hs})]:
+            out.append(f"| {mode} | " + " | ".join(f"{row[f'mse_h{h}']:.5f}" for h in hs) + " | "
+                       + (_f(row["env_steps_per_s"], 0) if "env_steps_per_s" in row else "") + " |")
+        out.append(f"\n{sn['starts']} held-out open-loop starts under the recorded actions; the model's own sampler setting: "
+                   f"{'antithetic' if sn['model_sampler'].get('antithetic') else 'one draw'}, "
+                   f"{sn['model_sampler']['num_steps']} Euler step(s).")
+    else:
+        out.append("not run yet")
+
     for name, title in (
         ("fidelity/fidelity.md", "Global-model fidelity, open loop on held-out real episodes (`wm-gym eval-fidelity`)"),
         ("fidelity_fog_policy/fidelity.md", "The same, on episodes of the example's FoG policy (sampled actions) in "

@@ -25,7 +25,8 @@ for s in $stages; do
                python benchmarks/gradient_fidelity.py --global-model $CKPT/global_model --surrogate $CKPT/surrogate --truth --starts 64 --noise-seeds 4 \
                  --data "$DATA" --json $R/gradient_fidelity.json > $R/gradient_fidelity.md
                python benchmarks/fog_ascent.py --json-out $R/fog_ascent.json ;;
-    fidelity) wm-gym eval-fidelity --model $CKPT --probe "$PROBE" --data "$DATA" --out $R/fidelity --progress false ;;
+    fidelity) wm-gym eval-fidelity --model $CKPT --probe "$PROBE" --data "$DATA" --out $R/fidelity --progress false
+              python benchmarks/sampler_noise.py --global-model $CKPT/global_model --data "$DATA" --json $R/sampler_noise.json ;;
     fog) python examples/fog_pusht.py --out runs/fog_example && cp runs/fog_example/summary.json $R/fog_example.json
          cp runs/fog_example/learning_curve.png $R/fog_learning_curve.png
          python benchmarks/ground_truth_eval.py --policy runs/fog_example/policy --seeds 50 --json $R/fog_ground_truth_50.json
