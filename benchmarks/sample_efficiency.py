@@ -200,6 +200,18 @@ def steps_to_reach(steps: np.ndarray, values: np.ndarray, level: float) -> float
     return float("inf")
 
 
+def steps_to_stay(steps: np.ndarray, values: np.ndarray, level: float) -> float:
+    """Env-step count from which the piecewise-linear curve stays at or above ``level`` to its end (inf: it
+    ends below). Unlike :func:`steps_to_reach`, one lucky checkpoint followed by a fall does not count."""
+    below = [k for k, v in enumerate(values) if not (np.isfinite(v) and v >= level)]
+    if not below:
+        return float(steps[0])
+    k = below[-1]
+    if k == len(values) - 1:
+        return float("inf")
+    return steps_to_reach(steps[k:], values[k:], level)
+
+
 def mean_curve(runs: list[list[tuple]], grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Interpolate each seed's (steps, return) curve on ``grid``; return mean and std over seeds."""
     ys = []
@@ -387,16 +399,21 @@ def _first_finite(curve: np.ndarray) -> float | None:
 
 
 def _ratio(steps: np.ndarray, ppo: np.ndarray, fog: np.ndarray) -> dict:
-    """PPO's steps to its best return / FoG's steps to the same return (both linearly interpolated)."""
+    """PPO's steps to its best return / FoG's steps to the same return (both linearly interpolated); and the
+    same with FoG's steps from which it *stays* at or above that return (``ratio_sustained``)."""
     best = float(np.nanmax(ppo))
-    ppo_steps, fog_steps = steps_to_reach(steps, ppo, best), steps_to_reach(steps, fog, best)
-    if not np.isfinite(fog_steps):
-        ratio = "<1 (FoG never reached PPO's best)"
-    elif fog_steps == 0:
-        ratio = "undefined (FoG's initial policy already scores PPO's best)"
-    else:
-        ratio = ppo_steps / fog_steps
-    return {"ppo_best": best, "ppo_steps": ppo_steps, "fog_steps": fog_steps, "ratio": ratio}
+    ppo_steps = steps_to_reach(steps, ppo, best)
+
+    def ratio_for(fog_steps: float):
+        if not np.isfinite(fog_steps):
+            return "<1 (FoG never reached PPO's best)"
+        if fog_steps == 0:
+            return "undefined (FoG's initial policy already scores PPO's best)"
+        return ppo_steps / fog_steps
+
+    fog_steps, fog_stay = steps_to_reach(steps, fog, best), steps_to_stay(steps, fog, best)
+    return {"ppo_best": best, "ppo_steps": ppo_steps, "fog_steps": fog_steps, "ratio": ratio_for(fog_steps),
+            "fog_steps_sustained": fog_stay, "ratio_sustained": ratio_for(fog_stay)}
 
 
 if __name__ == "__main__":

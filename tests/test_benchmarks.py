@@ -109,6 +109,14 @@ def test_sample_efficiency_ratio_interpolates_between_checkpoints():
     assert se.steps_to_reach(steps, np.array([-10.0, -9.0, -9.0, -9.0]), -6.0) == float("inf")
     r = se._ratio(steps, np.array([-10.0, -9.0, -8.0, -6.0]), np.array([-10.0, -6.0, -5.0, -5.0]))
     assert r["ppo_steps"] == 4000.0 and r["fog_steps"] == 1000.0 and r["ratio"] == 4.0
+    assert r["fog_steps_sustained"] == 1000.0 and r["ratio_sustained"] == 4.0
+    # a lucky early checkpoint counts for the first crossing, not for the sustained one
+    bump = np.array([-10.0, -5.0, -8.0, -5.0])
+    assert se.steps_to_reach(steps, bump, -6.0) == 800.0 and se.steps_to_stay(steps, bump, -6.0) == pytest.approx(2000 + 2000 * 2 / 3)
+    assert se.steps_to_stay(steps, np.array([-5.0, -5.0, -5.0, -7.0]), -6.0) == float("inf")
+    assert se.steps_to_stay(steps, np.array([-5.0, -5.0, -5.0, -5.0]), -6.0) == 0.0
+    r = se._ratio(steps, np.array([-10.0, -9.0, -8.0, -6.0]), bump)
+    assert r["ratio"] == 5.0 and r["ratio_sustained"] == pytest.approx(4000.0 / (2000 + 2000 * 2 / 3))
     assert se._ratio(steps, np.array([-10.0, -9.0, -9.0, -9.0]), np.array([-11.0, -11.0, -11.0, -11.0]))[
         "ratio"].startswith("<1")
 
