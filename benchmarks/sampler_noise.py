@@ -26,7 +26,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch; see wm_gym/
 
 import argparse
 import json
-import time
 
 import torch
 
@@ -34,6 +33,8 @@ from wm_gym.data import load_split
 from wm_gym.models.global_model import GlobalModel
 from wm_gym.models.sampler import EulerSampler
 from wm_gym.train_global import open_loop_eval, open_loop_starts
+
+from global_speed import time_model  # noqa: E402  (a sibling script: benchmarks/ is on sys.path when run)
 
 
 class MeanOfDraws(EulerSampler):
@@ -58,22 +59,6 @@ def samplers(base: EulerSampler, draws: list[int]) -> dict[str, EulerSampler]:
              "antithetic": EulerSampler(**{**cfg, "antithetic": True})}
     modes.update({f"mean_of_{n}": MeanOfDraws(base, n) for n in draws})
     return modes
-
-
-@torch.no_grad()
-def time_step(gm: GlobalModel, batch: int, repeats: int) -> float:
-    """Env steps/s of one batched ``gm.step`` (median of ``repeats``)."""
-    K, S = gm.context, gm.image_size
-    gen = torch.Generator().manual_seed(0)
-    obs = torch.rand(batch, K, 3, S, S, generator=gen) * 2 - 1
-    act = torch.rand(batch, K, gm.task.action_dim, generator=gen) * 2 - 1
-    gm.step(obs, act, generator=gen)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        gm.step(obs, act, generator=gen)
-        times.append(time.perf_counter() - t0)
-    return batch / sorted(times)[len(times) // 2]
 
 
 def main(argv=None) -> None:
@@ -105,7 +90,7 @@ def main(argv=None) -> None:
         row = {f"mse_h{h}": logs[f"mse_h{h}"] for h in horizons}
         row.update({f"mse_changed_h{h}": logs[f"mse_changed_h{h}"] for h in horizons})
         if not isinstance(sampler, MeanOfDraws):
-            row["env_steps_per_s"] = time_step(gm, args.batch, args.repeats)
+            row["env_steps_per_s"] = time_model(gm, args.batch, sampler.num_steps, args.repeats)["env_steps_per_s"]
         rows[name] = row
         print(f"{name:12} " + "  ".join(f"h{h} mse {row[f'mse_h{h}']:.5f}" for h in horizons)
               + (f"  {row['env_steps_per_s']:.0f} env steps/s (batch {args.batch})" if "env_steps_per_s" in row else ""),
