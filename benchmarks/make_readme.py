@@ -87,7 +87,7 @@ def section() -> str:
                            f"after {_f(r['ppo_steps'], 0)} steps, FoG's "
                            + (f"after {_f(r['fog_steps'], 0)}" if np.isfinite(r["fog_steps"]) else "never does")
                            + f": **{ratio}** (goal: 20x).")
-            if "ratio_sustained" in r and r["ppo_steps"] != 0:
+            if r["ppo_steps"] != 0:
                 rs = r["ratio_sustained"]
                 out.append("Counting FoG's steps from where its curve *stays* at or above that return: "
                            + (f"after {_f(r['fog_steps_sustained'], 0)} steps, **{rs:.1f}x**." if not isinstance(rs, str)

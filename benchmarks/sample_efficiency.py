@@ -159,9 +159,9 @@ def checkpoint_fingerprint(checkpoint: str | None) -> str:
     """sha256 of a world-model checkpoint's weights and configs (e.g. the sampler setting), not its notes."""
     import hashlib
 
-    from wm_gym.envs.core import DEFAULT_CHECKPOINT
+    from wm_gym.envs.core import checkpoint_dir
 
-    root = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+    root = checkpoint_dir(checkpoint)
     h = hashlib.sha256()
     for f in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".npz")):
         h.update(str(f.relative_to(root)).encode())
@@ -169,12 +169,14 @@ def checkpoint_fingerprint(checkpoint: str | None) -> str:
     return h.hexdigest()
 
 
-def run_settings(algo: str, seed: int, prof: dict, args, schedule: list[int], gt_at: tuple[int, ...]) -> dict:
-    """Everything that determines one run's result (a saved result is reused only when all of it matches)."""
+def run_settings(algo: str, seed: int, prof: dict, args, schedule: list[int], gt_at: tuple[int, ...],
+                 checkpoint_sha256: str) -> dict:
+    """Everything that determines one run's result (a saved result is reused only when all of it matches);
+    ``checkpoint_sha256`` is :func:`checkpoint_fingerprint` of ``args.checkpoint``."""
     keys = ("steps", "num_envs", "eval_envs", "eval_steps", "gt_seeds", "gt_steps")
     return {"algo": algo, "seed": seed, **{k: prof[k] for k in keys}, "schedule": schedule, "gt_at": list(gt_at),
             "reward_type": args.reward_type, "checkpoint": args.checkpoint,
-            "checkpoint_sha256": checkpoint_fingerprint(args.checkpoint), "device": args.device,
+            "checkpoint_sha256": checkpoint_sha256, "device": args.device,
             "smoke": bool(args.smoke), "fog": fog_settings(prof, args) if algo == "fog" else None}
 
 
@@ -273,6 +275,7 @@ def main() -> None:
         return evaluators[obs_type]
     schedule = eval_schedule(prof["steps"], prof["eval_first"], prof["eval_points"])
     gt_at = (schedule[0], schedule[len(schedule) // 2])  # gym-pusht at the start and halfway (and at the end)
+    checkpoint_sha256 = checkpoint_fingerprint(args.checkpoint)  # once: every saved run is checked against it
 
     def ground_truth(policy) -> dict:
         gt = evaluate_in_ground_truth(policy, seeds=range(1000, 1000 + prof["gt_seeds"]), max_steps=prof["gt_steps"],
@@ -292,7 +295,7 @@ def main() -> None:
         for algo in algos:
             # a finished run is kept on disk with the settings that made it: an interrupted benchmark resumes
             result_path = runs_dir / f"{algo}_{seed}.json"
-            settings = run_settings(algo, seed, prof, args, schedule, gt_at)
+            settings = run_settings(algo, seed, prof, args, schedule, gt_at, checkpoint_sha256)
             result = _load_result(result_path)
             if result is not None and result.get("settings") == settings:
                 print(f"[{algo} seed {seed}] finished run reused from {result_path}", flush=True)

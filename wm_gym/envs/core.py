@@ -23,6 +23,11 @@ from ..pusht import SUCCESS_THRESHOLD, TaskSpec
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "pusht"
 
 
+def checkpoint_dir(checkpoint: str | Path | None = None) -> Path:
+    """The directory of world-model checkpoint ``checkpoint`` (``None``: the shipped Push-T model)."""
+    return Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+
+
 @contextlib.contextmanager
 def quiet_diffusers():
     """Silence diffusers' loading chatter (accelerate hints, dtype-cast notes) for our own small models."""
@@ -66,7 +71,7 @@ class WorldModel:
     @classmethod
     def load(cls, checkpoint: str | Path | None = None, device: str | torch.device = "cpu") -> "WorldModel":
         """Load ``checkpoint`` (default: the shipped Push-T model), cached per (path, device)."""
-        path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+        path = checkpoint_dir(checkpoint)
         key = (str(path.resolve()), str(torch.device(device)))
         if key not in _CACHE:
             _CACHE[key] = cls._load(path, torch.device(device))
@@ -292,6 +297,6 @@ class WorldModelSimulator:
 
 
 def load_metrics(checkpoint: str | Path | None = None) -> dict:
-    path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+    path = checkpoint_dir(checkpoint)
     p = path / "metrics.json"
     return json.loads(p.read_text()) if p.exists() else {}
