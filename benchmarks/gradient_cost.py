@@ -16,6 +16,9 @@ process's peak growth (``ru_maxrss`` on CPU, ``max_memory_allocated`` on CUDA; e
 own process). Reports whole-update time, backward-only time, memory and the cosine of each gradient to
 the BPTT-through-diffusion gradient.
 
+``--precision bfloat16`` runs the global model under bfloat16 autocast for both methods that use it (FoG's
+no-grad rollout and BPTT's differentiated one, whose backward then runs in bfloat16 too).
+
     python benchmarks/gradient_cost.py                 # N=64, H=16, shipped model
     python benchmarks/gradient_cost.py --smoke --checkpoint DIR
 """
@@ -54,10 +57,11 @@ def make_actor(latent_dim: int, seed: int, head_scale: float = 1.0) -> torch.nn.
 
 
 def policy_objective(method: str, sim, actor: torch.nn.Module, wm, reward_type: str, horizon: int,
-                     sampler_steps: int | None = None, gamma: float = GAMMA) -> torch.Tensor:
+                     sampler_steps: int | None = None, gamma: float = GAMMA, precision: str = "float32") -> torch.Tensor:
     """J = sum_t gamma^t r_t (mean over the sim's envs) of ``actor`` from the sim's current state, as a
     graph whose gradient is the one ``method`` computes (see the module docstring); steps ``sim``."""
     from fog_trainer.fog import fog_step
+    from wm_gym.models.global_model import precision_context
 
     task, gm, sur = wm.task, wm.global_model, wm.surrogate
     ridx = task.reward_types.index(reward_type)
@@ -82,8 +86,9 @@ def policy_objective(method: str, sim, actor: torch.nn.Module, wm, reward_type: 
         for t in range(horizon):
             a = actor(z)
             act = torch.cat([past, a[:, None]], dim=1)
-            nxt = gm.sampler.integrate(gm.denoiser, ctx, act, sim.draw_noise(), num_steps=sampler_steps)
-            r = gm.reward_model(nxt).rew[:, ridx]
+            with precision_context(precision, ctx.device):
+                nxt = gm.sampler.integrate(gm.denoiser, ctx, act, sim.draw_noise(), num_steps=sampler_steps).float()
+                r = gm.reward_model(nxt).rew[:, ridx].float()
             ctx = torch.cat([ctx[:, 1:], nxt[:, None]], dim=1)
             past = torch.cat([past[:, 1:], a[:, None]], dim=1)
             z = sur.encode(ctx)
@@ -105,7 +110,7 @@ def run_method(method: str, args) -> dict:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     wm = WorldModel.load(args.checkpoint, device)
-    sim = WorldModelSimulator(wm, args.num_envs, args.reward_type, max_episode_steps=10**9)
+    sim = WorldModelSimulator(wm, args.num_envs, args.reward_type, max_episode_steps=10**9, precision=args.precision)
     sim.seed([args.seed + i for i in range(args.num_envs)])
     sim.reset_envs(range(args.num_envs))
     actor = make_actor(wm.latent_dim, args.seed).to(device)
@@ -122,7 +127,8 @@ def run_method(method: str, args) -> dict:
     hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x)
     hooks.__enter__()
     t0 = time.perf_counter()
-    J = policy_objective(method, sim, actor, wm, args.reward_type, args.horizon, args.sampler_steps)
+    J = policy_objective(method, sim, actor, wm, args.reward_type, args.horizon, args.sampler_steps,
+                         precision=args.precision)
     if device.type == "cuda":
         torch.cuda.synchronize()
     t1 = time.perf_counter()
@@ -150,6 +156,7 @@ def main() -> None:
     p.add_argument("--sampler-steps", type=int, default=None, help="default: the checkpoint's")
     p.add_argument("--reward-type", default="dense")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", default="float32", help="the global model's arithmetic: float32, bfloat16, auto")
     p.add_argument("--smoke", action="store_true", help="N=2, H=2")
     p.add_argument("--method", default=None, help=argparse.SUPPRESS)  # worker mode
     p.add_argument("--grad-out", default=None, help=argparse.SUPPRESS)
@@ -167,7 +174,7 @@ def main() -> None:
         grads = {}
         for m in METHODS:
             cmd = [sys.executable, __file__, "--method", m, "--grad-out", f"{d}/{m}.pt"]
-            for k in ("num_envs", "horizon", "device", "threads", "reward_type", "seed"):
+            for k in ("num_envs", "horizon", "device", "threads", "reward_type", "seed", "precision"):
                 cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
             if args.checkpoint:
                 cmd += ["--checkpoint", args.checkpoint]
@@ -185,7 +192,7 @@ def main() -> None:
             results[m]["cosine_to_bptt"] = float(torch.nn.functional.cosine_similarity(g, ref, dim=0))
             results[m]["norm_ratio_to_bptt"] = float(g.norm() / ref.norm().clamp_min(1e-30))
     summary = {"num_envs": args.num_envs, "horizon": args.horizon, "device": args.device, "threads": args.threads,
-               "methods": results}
+               "precision": args.precision, "methods": results}
     if "update_s" in results.get("bptt_diffusion", {}) and "update_s" in results.get("fog", {}):
         b, f = results["bptt_diffusion"], results["fog"]
         summary["bptt_over_fog_update_time"] = b["update_s"] / f["update_s"]

@@ -143,10 +143,14 @@ def section() -> str:
                 out.append(f"| {name} | {_f(r['mean_max_coverage'], 3)} | {_f(r['mean_final_coverage'], 3)} | "
                            f"{_f(r['success_rate'], 2)} | {_f(r.get('mean_return_dense'), 1)} |")
 
-    gc = _load("gradient_cost.json")
     out.append("\n### Cost of one policy gradient (`benchmarks/gradient_cost.py`)\n")
-    if gc:
-        out.append(f"N = {gc['num_envs']} envs, H = {gc['horizon']} steps, {gc['device']}, {gc['threads']} threads.\n")
+    for name in ("gradient_cost.json", "gradient_cost_bfloat16.json"):
+        gc = _load(name)
+        if not gc:
+            out.append("not run yet" if name == "gradient_cost.json" else "")
+            continue
+        out.append(f"N = {gc['num_envs']} envs, H = {gc['horizon']} steps, {gc['device']}, {gc['threads']} threads, "
+                   f"global model in {gc.get('precision', 'float32')}.\n")
         out.append("| method | whole update s | backward s | saved for backward MB | cosine to BPTT-through-diffusion |")
         out.append("|---|---|---|---|---|")
         for m, r in gc["methods"].items():
@@ -157,9 +161,7 @@ def section() -> str:
                            f"{_f(r['saved_for_backward_mb'], 1)} | {_f(r.get('cosine_to_bptt'))} |")
         if "bptt_over_fog_update_time" in gc:
             out.append(f"\nBPTT-through-diffusion / FoG: whole update {gc['bptt_over_fog_update_time']:.1f}x, "
-                       f"backward {gc['bptt_over_fog_backward_time']:.0f}x, memory {gc['bptt_over_fog_memory']:.0f}x.")
-    else:
-        out.append("not run yet")
+                       f"backward {gc['bptt_over_fog_backward_time']:.0f}x, memory {gc['bptt_over_fog_memory']:.0f}x.\n")
 
     asc = _load("fog_ascent.json")
     out.append("\n### Does a step along FoG's gradient raise the global return? (`benchmarks/fog_ascent.py`)\n")
@@ -180,14 +182,21 @@ def section() -> str:
     es = _load("env_speed.json")
     out.append("\n### Env speed (`benchmarks/env_speed.py`)\n")
     if es:
-        out.append("| env | steps/s |")
-        out.append("|---|---|")
+        extra = [p for p in es.get("resolved_precisions", {}) if p != "float32"]
+        out.append("| env | steps/s (float32) | " + " | ".join(f"steps/s ({p})" for p in extra) + " |")
+        out.append("|---|---|" + "---|" * len(extra))
         for k, v in es.items():
-            if k not in ("threads", "startup_s") and not k.startswith("vector_over"):
-                out.append(f"| {k} | {_f(v, 1)} |")
-        over = next((v for k, v in es.items() if k.startswith("vector_over")), None)
+            if k in ("threads", "startup_s", "resolved_precisions") or k.startswith("vector_over") \
+                    or any(k.endswith(f"_{p}") for p in extra):
+                continue
+            wm_row = k.startswith(("raw_", "wm_"))
+            out.append(f"| {k} | {_f(v, 1)} | " + " | ".join(_f(es.get(f"{k}_{p}"), 1) if wm_row else "" for p in extra)
+                       + " |")
+        over = es.get("vector_over_raw_64", next((v for k, v in es.items() if k.startswith("vector_over")), None))
         out.append(f"\nVector env / raw batched global model: {_f(over)}; import + make + first reset: "
-                   f"{_f(es.get('startup_s'))} s ({es.get('threads')} torch threads).")
+                   f"{_f(es.get('startup_s'))} s ({es.get('threads')} torch threads). The precision columns are the env's "
+                   f"`precision` argument (bfloat16 = autocast, resolved here as "
+                   f"{es.get('resolved_precisions', {})}); gym-pusht rows are the simulator's own.")
     else:
         out.append("not run yet")
 
@@ -210,6 +219,8 @@ def section() -> str:
 
     for name, title in (
         ("fidelity/fidelity.md", "Global-model fidelity, open loop on held-out real episodes (`wm-gym eval-fidelity`)"),
+        ("fidelity_bfloat16/fidelity.md", "The same with the global model in bfloat16 (`wm-gym eval-fidelity "
+         "--precision bfloat16`; the env's `precision` argument)"),
         ("fidelity_fog_policy/fidelity.md", "The same, on episodes of the example's FoG policy (sampled actions) in "
          "gym-pusht: where the policy acts (`wm-gym collect --policy`, run_all's fog stage)"),
         ("gradient_fidelity.md", "Surrogate gradient fidelity (`benchmarks/gradient_fidelity.py`)"),

@@ -22,10 +22,13 @@ for s in $stages; do
            python benchmarks/env_speed.py > $R/env_speed.json                          # workers slowed it when after
            ;;
     gradients) python benchmarks/gradient_cost.py --json-out $R/gradient_cost.json
+               python benchmarks/gradient_cost.py --precision bfloat16 --json-out $R/gradient_cost_bfloat16.json
                python benchmarks/gradient_fidelity.py --global-model $CKPT/global_model --surrogate $CKPT/surrogate --truth --starts 64 --noise-seeds 4 \
                  --data "$DATA" --json $R/gradient_fidelity.json > $R/gradient_fidelity.md
                python benchmarks/fog_ascent.py --json-out $R/fog_ascent.json ;;
     fidelity) wm-gym eval-fidelity --model $CKPT --probe "$PROBE" --data "$DATA" --out $R/fidelity --progress false
+              wm-gym eval-fidelity --model $CKPT --probe "$PROBE" --data "$DATA" --out runs/fidelity_bfloat16 --progress false \
+                --precision bfloat16 --video-rollouts 0 && cp runs/fidelity_bfloat16/fidelity.{md,json} $R/fidelity_bfloat16/
               python benchmarks/sampler_noise.py --global-model $CKPT/global_model --data "$DATA" --json $R/sampler_noise.json ;;
     fog) python examples/fog_pusht.py --out runs/fog_example && cp runs/fog_example/summary.json $R/fog_example.json
          cp runs/fog_example/learning_curve.png $R/fog_learning_curve.png

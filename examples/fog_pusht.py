@@ -59,6 +59,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-baselines", action="store_true", help="skip the random / scripted reference runs")
     p.add_argument("--checkpoint", default="", help="world-model checkpoint directory ('' = the shipped model)")
     p.add_argument("--device", default="cpu", help="torch device of the world model and the networks (e.g. cuda)")
+    p.add_argument("--precision", default="auto", help="the world model's arithmetic: float32, bfloat16 or auto "
+                   "(bfloat16 on a GPU or a CPU with native bfloat16, e.g. AMX: ~1.5x as fast, same open-loop error)")
     p.add_argument("--out", default="runs/fog_example")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -72,7 +74,7 @@ def main(argv=None) -> int:
     # 1. train in the world model
     config = FoGConfig(num_envs=4 if smoke else a.num_envs, horizon=4 if smoke else a.horizon,
                        critic_weight=a.critic_weight, critic_iters=2 if smoke else FoGConfig.critic_iters,
-                       checkpoint=a.checkpoint, device=a.device, seed=a.seed, run_dir=str(out),
+                       checkpoint=a.checkpoint, device=a.device, precision=a.precision, seed=a.seed, run_dir=str(out),
                        max_time_s=0 if smoke else a.max_minutes * 60, checkpoint_every=0 if smoke else 50,
                        progress_bar=not smoke)
     total = 3 * config.steps_per_update if smoke else a.total_env_steps

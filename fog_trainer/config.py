@@ -17,6 +17,8 @@ class FoGConfig:
     num_envs: int = arg(64, "parallel envs N (one update sees N x horizon env steps)")
     reward_type: str = arg("dense", "reward the env is made with when given an id ('dense', 'push' or 'coverage')")
     checkpoint: str = arg("", "world-model checkpoint directory when made from an id ('' = the shipped model)")
+    precision: str = arg("float32", "the global model's arithmetic when made from an id: float32, bfloat16 "
+                         "(autocast; ~1.5x as fast on CPUs with AMX) or auto (bfloat16 where the hardware has it)")
     # -- FoG objective ------------------------------------------------------------------------------
     horizon: int = arg(16, "H: env steps per update, the length of the differentiated return")
     gamma: float = arg(0.99, "discount factor")
@@ -65,6 +67,8 @@ class FoGConfig:
         for name in ("gamma", "lam", "tau"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"FoGConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.precision not in ("float32", "bfloat16", "auto"):
+            raise ValueError(f"FoGConfig.precision must be float32, bfloat16 or auto, got {self.precision!r}")
         if self.action_offset < 0:
             raise ValueError(f"FoGConfig.action_offset must be >= 0 (0: absolute actions), got {self.action_offset}")
         if self.max_grad_norm <= 0 or self.critic_grad_norm <= 0:

@@ -112,7 +112,7 @@ class FoGTrainer:
 
     Args:
         env: a vector env with the torch fast path (its ``unwrapped`` is searched too), or an env id
-            made with ``gym.make_vec(id, num_envs, obs_type="latent", reward_type, device, checkpoint)``.
+            made with ``gym.make_vec(id, num_envs, obs_type="latent", reward_type, device, checkpoint, precision)``.
         config: hyper-parameters; ``config.num_envs`` is only used when ``env`` is an id.
     """
 
@@ -126,7 +126,7 @@ class FoGTrainer:
             import wm_gym  # noqa: F401  (registers the WM envs)
 
             env = gym.make_vec(env, num_envs=cfg.num_envs, obs_type="latent", reward_type=cfg.reward_type,
-                               device=cfg.device, checkpoint=cfg.checkpoint or None)
+                               device=cfg.device, checkpoint=cfg.checkpoint or None, precision=cfg.precision)
         self.vec_env, self.env = env, _fast_path(env)
         self.device = torch.device(cfg.device)
         self.z = self.env.reset_tensor(seed=cfg.seed).to(self.device)

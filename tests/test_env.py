@@ -66,6 +66,21 @@ def test_seeded_reset_makes_steps_deterministic(make):
     assert not np.array_equal(other[1:], runs[0][1:])
 
 
+def test_precision_argument(make, tiny_checkpoint):
+    actions = np.random.default_rng(1).uniform(0, 512, size=(4, 2)).astype(np.float32)
+    runs = {}
+    for precision in ("float32", "bfloat16"):
+        env = make(precision=precision)
+        frames = [env.reset(seed=5)[0]] + [env.step(a)[0] for a in actions]
+        runs[precision] = np.stack(frames).astype(np.int16)
+    # bfloat16 products change a few uint8 levels, not the picture
+    assert np.abs(runs["float32"] - runs["bfloat16"]).mean() < 2.0
+    venv = gym.make_vec("WM-PushT-v0", num_envs=2, checkpoint=tiny_checkpoint, precision="bfloat16")
+    assert venv.unwrapped.sim.precision == "bfloat16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        make(precision="half")
+
+
 def test_batched_equals_single(make, tiny_checkpoint):
     N, seed = 3, 7
     actions = np.random.default_rng(1).uniform(0, 512, size=(4, N, 2)).astype(np.float32)

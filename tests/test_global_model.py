@@ -8,7 +8,7 @@ import torch
 
 from wm_gym.data import DatasetError, TransitionDataset
 from wm_gym.models.denoiser import Denoiser
-from wm_gym.models.global_model import CheckpointError, GlobalModel, GlobalStep
+from wm_gym.models.global_model import CheckpointError, GlobalModel, GlobalStep, resolve_precision
 from wm_gym.models.reward_model import RewardModel
 from wm_gym.models.sampler import EulerSampler, karras_sigmas
 from wm_gym.pusht import PUSHT
@@ -51,6 +51,16 @@ def test_edm_preconditioning_identities():
     torch.testing.assert_close(((1 - p.c_skip) ** 2 * sd**2 + p.c_skip**2 * s**2) / p.c_out**2, torch.ones_like(s))
 
 
+def test_space_to_depth_is_pixel_unshuffle():
+    from wm_gym.models.denoiser import depth_to_space, space_to_depth
+
+    x = torch.randn(2, 6, 16, 16)
+    assert torch.equal(space_to_depth(x, 4), torch.nn.functional.pixel_unshuffle(x, 4))
+    assert torch.equal(depth_to_space(space_to_depth(x, 4), 4), x)
+    y = torch.randn(2, 48, 4, 4)
+    assert torch.equal(depth_to_space(y, 4), torch.nn.functional.pixel_shuffle(y, 4))
+
+
 def test_denoiser_returns_input_at_zero_noise():
     den = tiny_denoiser()
     for p in den.unet.conv_out.parameters():
@@ -86,6 +96,26 @@ def test_step_shapes_determinism_and_seeds():
     assert not torch.equal(out.next_obs, other.next_obs)
     one = model.step(obs, act, generator=torch.Generator().manual_seed(1), num_steps=1)
     assert one.next_obs.shape == out.next_obs.shape
+
+
+def test_bfloat16_step_is_close_to_float32_and_returns_float32():
+    model = tiny_model()
+    obs, act = context_batch()
+    noise = torch.randn(3, 3, S, S, generator=torch.Generator().manual_seed(3))
+    ref = model.step(obs, act, noise=noise)
+    low = model.step(obs, act, noise=noise, precision="bfloat16")
+    for name in ("next_obs", "rew", "success_prob"):
+        assert getattr(low, name).dtype == torch.float32, name
+    # the frame is obs[:, -1] (float32, exact) + the denoised change (bfloat16 products): close, not equal
+    torch.testing.assert_close(low.next_obs, ref.next_obs, atol=0.05, rtol=0)
+    assert (low.next_obs - ref.next_obs).abs().mean() < 5e-3
+    torch.testing.assert_close(low.rew, ref.rew, atol=0.05, rtol=0)
+    again = model.step(obs, act, noise=noise, precision="bfloat16")
+    assert torch.equal(low.next_obs, again.next_obs)  # deterministic
+    assert resolve_precision("auto", "cpu") in ("float32", "bfloat16")
+    assert resolve_precision("bfloat16", "cpu") == "bfloat16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        model.step(obs, act, noise=noise, precision="fp16")
 
 
 @pytest.mark.parametrize("num_steps", [1, 2])

@@ -114,8 +114,10 @@ def _context(ep: dict, norm_act: np.ndarray, t0: int, K: int) -> tuple[torch.Ten
 @torch.no_grad()
 def rollout_model(model, episodes: list[dict], starts: Starts, horizons, batch_size: int = 64,
                   generator: torch.Generator | None = None, num_steps: int | None = None,
-                  keep_video: int = 0, progress: bool = True) -> dict[str, Any]:
+                  keep_video: int = 0, progress: bool = True, precision: str = "float32") -> dict[str, Any]:
     """Open-loop rollouts of ``model`` (the :class:`GlobalModel` contract) from every start.
+
+    ``precision`` other than float32 is passed to ``model.step`` (``GlobalModel.step``'s argument).
 
     Returns ``frames`` {h: (N, 3, H, W) float cpu}, ``rew`` {h: (N, R)} (NaN at h = 0) and ``video``
     (keep_video, max_h + 1, H, W, 3) uint8: the generated frames of the first ``keep_video`` rollouts
@@ -131,6 +133,7 @@ def rollout_model(model, episodes: list[dict], starts: Starts, horizons, batch_s
     frames = {h: [] for h in horizons}
     rew = {h: [] for h in horizons}
     video = []
+    step_kw = {} if precision == "float32" else {"precision": precision}
     bar = tqdm(total=N * max_h, desc="rollout", unit="step", disable=not progress)
     for lo in range(0, N, batch_size):
         sl = range(lo, min(N, lo + batch_size))
@@ -141,7 +144,7 @@ def rollout_model(model, episodes: list[dict], starts: Starts, horizons, batch_s
         chunk_rew = {0: torch.full((len(sl), len(task.reward_types)), float("nan"))}
         chunk_video = [obs[:, -1]]
         for h in range(1, max_h + 1):
-            out = model.step(obs, act, generator=generator, num_steps=num_steps)
+            out = model.step(obs, act, generator=generator, num_steps=num_steps, **step_kw)
             x = out.next_obs.detach().float().cpu().clamp(-1, 1)
             if h in rew:
                 chunk_frames[h], chunk_rew[h] = x, out.rew.detach().float().cpu()
@@ -208,7 +211,7 @@ def evaluate_fidelity(global_model, probe: StateProbe, data_root: str | Path, ho
                       episodes: int | None = None, starts_per_episode: int = 4, seed: int = 0,
                       device: str | torch.device = "cpu", batch_size: int = 64, num_steps: int | None = None,
                       video_path: str | Path | None = None, video_rollouts: int = 4, video_scale: int = 4,
-                      split: str = "val", progress: bool = True) -> dict[str, Any]:
+                      split: str = "val", progress: bool = True, precision: str = "float32") -> dict[str, Any]:
     """Open-loop fidelity of ``global_model`` on the ``split`` episodes of ``data_root`` (see module doc).
 
     Args:
@@ -222,6 +225,7 @@ def evaluate_fidelity(global_model, probe: StateProbe, data_root: str | Path, ho
         batch_size: rollouts stepped together.
         num_steps: sampler steps per world-model step (``None``: the model's default).
         video_path: if given, write an mp4 of the first ``video_rollouts`` rollouts, truth | model.
+        precision: the global model's arithmetic (``GlobalModel.step``): float32, bfloat16 or auto.
 
     Returns:
         ``{"horizons", "model", "copy_last", "mean_state", "probe_floor", "settings"}`` (no ``"model"``
@@ -272,7 +276,8 @@ def evaluate_fidelity(global_model, probe: StateProbe, data_root: str | Path, ho
     if global_model is not None:
         gen = torch.Generator(device=device).manual_seed(seed)
         rolled = rollout_model(global_model, eps, starts, horizons, batch_size, gen, num_steps,
-                               keep_video=video_rollouts if video_path else 0, progress=progress)
+                               keep_video=video_rollouts if video_path else 0, progress=progress,
+                               precision=precision)
 
     result: dict[str, Any] = {"horizons": horizons, **{m: {} for m in METHODS}}
     if global_model is None:
@@ -385,6 +390,7 @@ class FidelityArgs:
     starts_per_episode: int = arg(4, "open-loop rollouts per episode")
     num_steps: int = arg(0, "sampler steps per world-model step (0: the model's default)")
     antithetic: str = arg("model", "antithetic noise pairs in the sampler: 'on', 'off' or 'model' (the model's setting)")
+    precision: str = arg("float32", "the global model's arithmetic: float32, bfloat16 (autocast) or auto")
     batch_size: int = arg(64, "rollouts stepped together")
     video_rollouts: int = arg(4, "rollouts shown in the video (0: no video)")
     seed: int = arg(0, "seeds the start points and the diffusion noise")
@@ -423,6 +429,12 @@ def run_eval_fidelity(args: FidelityArgs) -> dict[str, Any]:
         raise SystemExit(f"wm-gym eval-fidelity: error: --horizons expects integers like 1,4,16,64, "
                          f"got {args.horizons!r}")
     torch.set_num_threads(args.threads)
+    from .models.global_model import PRECISIONS, resolve_precision
+
+    if args.precision not in PRECISIONS:
+        raise SystemExit(f"wm-gym eval-fidelity: error: --precision must be one of {', '.join(PRECISIONS)}, "
+                         f"got {args.precision!r}")
+    precision = resolve_precision(args.precision, args.device)
     model = None
     if args.model:
         from .models.global_model import GlobalModel
@@ -439,9 +451,9 @@ def run_eval_fidelity(args: FidelityArgs) -> dict[str, Any]:
         model, probe, args.data, horizons=horizons, episodes=args.episodes or None,
         starts_per_episode=args.starts_per_episode, seed=args.seed, device=args.device, batch_size=args.batch_size,
         num_steps=args.num_steps or None, video_path=out / "rollouts.mp4" if args.video_rollouts else None,
-        video_rollouts=args.video_rollouts, progress=args.progress)
+        video_rollouts=args.video_rollouts, progress=args.progress, precision=precision)
     result["settings"].update(model=args.model, probe=args.probe,
-                              antithetic=None if model is None else model.sampler.antithetic)
+                              antithetic=None if model is None else model.sampler.antithetic, precision=precision)
     probe_metrics = Path(args.probe) / "metrics.json"
     if probe_metrics.exists():
         result["probe_heldout"] = json.loads(probe_metrics.read_text())

@@ -162,10 +162,14 @@ class WorldModelSimulator:
         reward_type: one of ``world_model.task.reward_types``.
         num_sampling_steps: Euler steps of the diffusion sampler (None: the checkpoint's default).
         max_episode_steps: truncation limit.
+        precision: arithmetic of the global model, ``"float32"``, ``"bfloat16"`` or ``"auto"``
+            (``wm_gym.models.global_model.resolve_precision``); the surrogate stays float32.
     """
 
     def __init__(self, world_model: WorldModel, num_envs: int, reward_type: str = "coverage",
-                 num_sampling_steps: int | None = None, max_episode_steps: int = 300):
+                 num_sampling_steps: int | None = None, max_episode_steps: int = 300, precision: str = "float32"):
+        from ..models.global_model import resolve_precision
+
         task = world_model.task
         if reward_type not in task.reward_types:
             raise ValueError(f"reward_type must be one of {list(task.reward_types)}, got {reward_type!r}")
@@ -176,6 +180,7 @@ class WorldModelSimulator:
         self.reward_index = task.reward_types.index(reward_type)
         self.num_sampling_steps = num_sampling_steps
         self.max_episode_steps = max_episode_steps
+        self.precision = resolve_precision(precision, self.device)
         K, H = world_model.context, task.image_size
         self.K, self.H = K, H
         self.obs_ctx = torch.zeros(num_envs, K, 3, H, H, device=self.device)
@@ -249,7 +254,7 @@ class WorldModelSimulator:
     def _forward(self, a_norm: torch.Tensor):
         act = torch.cat([self.past_act, a_norm[:, None]], dim=1)
         return self.wm.global_model.step(self.obs_ctx, act, noise=self.draw_noise(),
-                                         num_steps=self.num_sampling_steps)
+                                         num_steps=self.num_sampling_steps, precision=self.precision)
 
     @property
     def latent(self) -> torch.Tensor:

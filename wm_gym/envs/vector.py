@@ -35,7 +35,7 @@ class WMPushTVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int = 1, obs_type: str = "pixels", reward_type: str = "coverage",
                  checkpoint=None, device: str | torch.device = "cpu", num_sampling_steps: int | None = None,
-                 max_episode_steps: int = 300, render_mode: str | None = None):
+                 max_episode_steps: int = 300, render_mode: str | None = None, precision: str = "float32"):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.wm = WorldModel.load(checkpoint, device)
@@ -43,7 +43,7 @@ class WMPushTVectorEnv(VectorEnv):
         self.single_observation_space, self.single_action_space = make_spaces(self.wm, obs_type)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
-        self.sim = WorldModelSimulator(self.wm, num_envs, reward_type, num_sampling_steps, max_episode_steps)
+        self.sim = WorldModelSimulator(self.wm, num_envs, reward_type, num_sampling_steps, max_episode_steps, precision)
         self.metadata = {**self.metadata, "render_fps": self.wm.task.render_fps}
         self._sim_seeded = False
         self._window = None

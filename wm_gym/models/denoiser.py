@@ -30,6 +30,19 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
 
+def space_to_depth(x: torch.Tensor, r: int) -> torch.Tensor:
+    """``F.pixel_unshuffle(x, r)`` as a view + permute: (B, C, H, W) -> (B, C r^2, H/r, W/r), ~3x as fast on CPU."""
+    B, C, H, W = x.shape
+    return x.reshape(B, C, H // r, r, W // r, r).permute(0, 1, 3, 5, 2, 4).reshape(B, C * r * r, H // r, W // r)
+
+
+def depth_to_space(x: torch.Tensor, r: int) -> torch.Tensor:
+    """``F.pixel_shuffle(x, r)``, the inverse of :func:`space_to_depth`."""
+    B, C, H, W = x.shape
+    c = C // (r * r)
+    return x.reshape(B, c, r, r, H, W).permute(0, 1, 4, 2, 5, 3).reshape(B, c, H * r, W * r)
+
+
 @dataclass
 class Preconditioning:
     """EDM's scalings for a batch of noise levels, each (B, 1, 1, 1) (``c_noise`` is (B,))."""
@@ -155,7 +168,7 @@ class Denoiser(ModelMixin, ConfigMixin):
         c_noisy = C * p * p
         w, bias = self.stem.weight, self.stem.bias
         # the stem is linear: split it into the part that sees the context and the part that sees the noisy delta
-        planes = [F.pixel_unshuffle(obs.reshape(B, K * C, H, W), p)]
+        planes = [space_to_depth(obs.reshape(B, K * C, H, W), p)]
         if self.coords is not None:
             planes.append(act.reshape(B, -1, 1, 1).expand(-1, -1, H // p, W // p))
             planes.append(self.coords.expand(B, -1, -1, -1).to(obs.dtype))
@@ -166,12 +179,12 @@ class Denoiser(ModelMixin, ConfigMixin):
         """The raw network F: scaled noisy delta (B, C, H, W) -> (B, C, H, W)."""
         p = self.config.patch
         c_noisy = x_in.shape[1] * p * p
-        x = F.conv2d(F.pixel_unshuffle(x_in, p), self.stem.weight[:, :c_noisy]) + cond.stem_context
+        x = F.conv2d(space_to_depth(x_in, p), self.stem.weight[:, :c_noisy]) + cond.stem_context
         # the noise level enters as a float tensor (a Python float would be cast to long by diffusers);
         # 250 * log(sigma) spans about [-1500, 400], the range of DDPM-style positional embeddings
         t = (1000.0 * c_noise).to(x.dtype)
         out = self.unet(x, t, class_labels=cond.act_emb, return_dict=False)[0]
-        return F.pixel_shuffle(out, p)
+        return depth_to_space(out, p)
 
     def forward(self, noisy: torch.Tensor, sigma: torch.Tensor, obs: torch.Tensor | None = None,
                 act: torch.Tensor | None = None, cond: Conditioning | None = None) -> torch.Tensor:
