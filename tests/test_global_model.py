@@ -1,6 +1,7 @@
 """Global world model: EDM preconditioning, sampler, reward model, save/load, errors, training smoke test."""
 
 import dataclasses
+import math
 import json
 
 import pytest
@@ -263,6 +264,13 @@ def test_train_global_smoke(tiny_dataset, tmp_path):
     assert after.task.reward_types == ("coverage", "dense", "push") and after.reward_model.config.num_rewards == 3
     for k, v in before.denoiser.state_dict().items():
         torch.testing.assert_close(after.denoiser.state_dict()[k], v)
+    # bfloat16 autocast training keeps float32 (master) weights and optimiser state, all finite
+    logs = train(TrainGlobalArgs(**{**vars(args), "out": str(tmp_path / "bf16"), "precision": "bfloat16", "steps": 2}))
+    assert logs["step"] == 2 and math.isfinite(logs["mse_h1"])
+    trained = GlobalModel.from_pretrained(tmp_path / "bf16" / "global_model")
+    assert all(torch.isfinite(v).all() for v in trained.state_dict().values())
+    ck = torch.load(tmp_path / "bf16" / "checkpoint.pt", weights_only=False)
+    assert all(v.dtype == torch.float32 for v in ck["denoiser"].values() if v.is_floating_point())
 
 
 def test_loss_takes_given_noise_levels():
