@@ -1,16 +1,19 @@
-"""Time the surrogate's batched Jacobians (df/dz, df/da, dr/dz, dr/da) computed four ways.
+"""Time the surrogate's batched Jacobians (df/dz, df/da, dr/dz, dr/da) computed six ways.
 
 * ``analytic``    ``Surrogate.jacobians`` default: for a one-hidden-layer dynamics MLP the batch of Jacobians
                   is one (B, w) x (w, d*(d+m)) matrix product plus rank-one corrections (else = generic)
+* ``analytic-bf16-product`` the same with its one big product in bfloat16 (``precision="bfloat16"``)
 * ``analytic-generic`` closed-form forward mode layer by layer through Linear -> LayerNorm -> SiLU
 * ``vmap-jacrev`` ``torch.func.vmap(jacrev)``
 * ``vmap-jacfwd`` ``torch.func.vmap(jacfwd)``
 * ``autograd``    plain autograd, d batched vector-Jacobian products (``is_grads_batched``)
 
 Prints a markdown table (min and median over repeats; the machine may be shared, the min is the cleaner
-number). Usage::
+number). At these sizes the elementwise kernels, not the matrix products, take most of the time, and with
+``OMP_WAIT_POLICY=PASSIVE`` (wm_gym's default, see ``wm_gym/__init__.py``) every parallel region pays a
+thread wake-up: one thread is then faster than two. ``--threads 1,2`` times both. Usage::
 
-    python benchmarks/jacobian_speed.py                # batch 256, d=64, m=2, 2 threads; the shipped surrogate first
+    python benchmarks/jacobian_speed.py                # batch 256, d=64, m=2, 1 and 2 threads; the shipped surrogate first
     python benchmarks/jacobian_speed.py --smoke        # a few seconds, tiny sizes
 """
 
@@ -60,13 +63,13 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--latent-dim", type=int, default=64)
     p.add_argument("--repeats", type=int, default=30)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", default="1,2", help="comma-separated torch thread counts to time")
     p.add_argument("--device", default="cpu")
     p.add_argument("--surrogate", default=None,
                    help="also time this saved surrogate (default: the shipped one, wm_gym/assets/pusht/surrogate)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, 2 repeats (seconds)")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    threads = [int(t) for t in str(args.threads).split(",")]
     torch.manual_seed(0)
     if args.smoke:
         args.batch, args.latent_dim, args.repeats = 8, 16, 2
@@ -76,15 +79,16 @@ def main(argv=None) -> None:
     dtypes = [torch.float32] if args.smoke else [torch.float32, torch.float64]
     methods = {
         "analytic": lambda m, z, a: m.jacobians(z, a),
+        "analytic-bf16-product": lambda m, z, a: m.jacobians(z, a, precision="bfloat16"),
         "analytic-generic": lambda m, z, a: m.jacobians(z, a, method="analytic-generic"),
         "vmap-jacrev": lambda m, z, a: m.jacobians(z, a, method="vmap-jacrev"),
         "vmap-jacfwd": lambda m, z, a: m.jacobians(z, a, method="vmap-jacfwd"),
         "autograd": autograd_jacobians,
     }
-    print(f"batch {args.batch}, d={args.latent_dim}, m=2, {args.threads} threads, device {args.device}, "
-          f"{args.repeats} repeats\n")
-    print("| dynamics MLP | params (dyn + rew) | dtype | method | min ms | median ms | max abs err vs analytic |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"batch {args.batch}, d={args.latent_dim}, m=2, device {args.device}, {args.repeats} repeats, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}\n")
+    print("| dynamics MLP | params (dyn + rew) | dtype | method | threads | min ms | median ms | max abs err vs analytic |")
+    print("|---|---|---|---|---|---|---|---|")
     models = []
     if not args.smoke:
         from pathlib import Path
@@ -122,10 +126,12 @@ def main(argv=None) -> None:
                         if args.device.startswith("cuda"):
                             torch.cuda.synchronize()
 
-                    tmin, tmed = time_call(call, args.repeats)
-                dt = str(dtype).replace("torch.", "")
-                print(f"| {label} | {n_params / 1e3:.0f}k | {dt} | {name} | {tmin:.2f} | {tmed:.2f} | {err:.1e} |",
-                      flush=True)
+                    for n in threads:
+                        torch.set_num_threads(n)
+                        tmin, tmed = time_call(call, args.repeats)
+                        dt = str(dtype).replace("torch.", "")
+                        print(f"| {label} | {n_params / 1e3:.0f}k | {dt} | {name} | {n} | {tmin:.2f} | {tmed:.2f} | "
+                              f"{err:.1e} |", flush=True)
 
 
 if __name__ == "__main__":

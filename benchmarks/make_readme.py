@@ -195,8 +195,9 @@ def section() -> str:
         over = es.get("vector_over_raw_64", next((v for k, v in es.items() if k.startswith("vector_over")), None))
         out.append(f"\nVector env / raw batched global model: {_f(over)}; import + make + first reset: "
                    f"{_f(es.get('startup_s'))} s ({es.get('threads')} torch threads). The precision columns are the env's "
-                   f"`precision` argument (bfloat16 = autocast, resolved here as "
-                   f"{es.get('resolved_precisions', {})}); gym-pusht rows are the simulator's own.")
+                   f"`precision` argument (bfloat16: the global model under `torch.autocast`"
+                   + "".join(f"; {p} ran as {r}" for p, r in es.get("resolved_precisions", {}).items() if p != r)
+                   + "); the gym-pusht rows are the simulator's own.")
     else:
         out.append("not run yet")
 
@@ -225,6 +226,7 @@ def section() -> str:
          "gym-pusht: where the policy acts (`wm-gym collect --policy`, run_all's fog stage)"),
         ("gradient_fidelity.md", "Surrogate gradient fidelity (`benchmarks/gradient_fidelity.py`)"),
         ("jacobian_speed.md", "Surrogate Jacobians (`benchmarks/jacobian_speed.py`)"),
+        ("omp_wait.md", "OpenMP wait policy and torch threads, free and busy CPU (`benchmarks/omp_wait.py`)"),
     ):
         p = RESULTS / name
         out.append(f"\n### {title}\n")

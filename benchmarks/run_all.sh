@@ -20,6 +20,7 @@ for s in $stages; do
                 python benchmarks/collection.py --stats "$DATA" > $R/dataset_stats.json ;;
     speed) python benchmarks/jacobian_speed.py --repeats 10 > $R/jacobian_speed.md  # first: env_speed's gym-pusht
            python benchmarks/env_speed.py > $R/env_speed.json                          # workers slowed it when after
+           python benchmarks/omp_wait.py --busy --timeout 240 > $R/omp_wait.md
            ;;
     gradients) python benchmarks/gradient_cost.py --json-out $R/gradient_cost.json
                python benchmarks/gradient_cost.py --precision bfloat16 --json-out $R/gradient_cost_bfloat16.json

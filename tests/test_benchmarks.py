@@ -61,6 +61,12 @@ def test_jacobian_speed_smoke():
     assert "analytic" in out and "vmap-jacrev" in out
 
 
+def test_omp_wait_smoke(tiny_checkpoint):
+    out = _run(["benchmarks/omp_wait.py", "--smoke", "--checkpoint", str(tiny_checkpoint)])
+    row = [line for line in out.splitlines() if line.startswith("| free | PASSIVE | 1 |")]
+    assert row and float(row[0].split("|")[4]) > 0
+
+
 def test_collection_smoke():
     res = json.loads(_run(["benchmarks/collection.py", "--smoke"]))
     assert res["collect_1_worker_steps_per_s"] > 0 and "stats_of_this_collection" in res

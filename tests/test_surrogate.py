@@ -115,6 +115,24 @@ def test_analytic_jacobians_agree_with_torch_func(dtype, tol):
             torch.testing.assert_close(getattr(other, f.name), getattr(ref, f.name), atol=tol, rtol=tol)
 
 
+@pytest.mark.parametrize("norm", ["layernorm", "simnorm"])
+def test_bfloat16_jacobian_product_is_close_and_values_exact(norm):
+    kw = {} if norm == "layernorm" else {"latent_norm": "simnorm", "latent_dim": 16, "simnorm_dim": 4}
+    model = perturbed(tiny(**kw))
+    z, a = random_point(model, batch=9, dtype=torch.float32)
+    with torch.no_grad():
+        ref, low = model.jacobians(z, a, 1), model.jacobians(z, a, 1, precision="bfloat16")
+    for name in ("next_z", "reward", "drdz", "drda"):  # untouched by the product's precision
+        torch.testing.assert_close(getattr(low, name), getattr(ref, name))
+    for name in ("dfdz", "dfda"):
+        got, want = getattr(low, name), getattr(ref, name)
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, want, atol=2e-2 * float(want.abs().max()), rtol=0)
+        assert torch.nn.functional.cosine_similarity(got.flatten(1), want.flatten(1)).min() > 0.999
+    with pytest.raises(ValueError, match="precision"):
+        model.jacobians(z, a, precision="float16")
+
+
 def test_shapes_and_linearize():
     model = tiny()
     B, d = 3, model.latent_dim

@@ -9,9 +9,12 @@
 
 import os
 
-# With OpenMP's default busy-waiting, 2 torch threads on a loaded 2-core machine ran one training step
-# 90x slower (measured); passive waiting costs nothing when the cores are free. Only effective when
-# wm_gym is imported before torch; export OMP_WAIT_POLICY=PASSIVE yourself otherwise.
+# OpenMP's wait policy, the safe default (benchmarks/omp_wait.py, benchmarks/results/omp_wait.md): with
+# GNU OpenMP's default busy-waiting, 2 torch threads beside another job on a 2-core machine stepped the env
+# ~10-30x slower (and a training step once 90x); passive waiting never collapses, but on a *free* machine
+# it costs ~1.4x at 16-64 envs and 3x on the surrogate's Jacobians (each parallel region wakes the threads).
+# On a machine you have to yourself, export OMP_WAIT_POLICY=ACTIVE (or use 1 torch thread for small
+# batches). Only effective when wm_gym is imported before torch; export the variable yourself otherwise.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from gymnasium.envs.registration import register, registry  # noqa: E402

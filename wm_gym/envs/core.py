@@ -162,8 +162,9 @@ class WorldModelSimulator:
         reward_type: one of ``world_model.task.reward_types``.
         num_sampling_steps: Euler steps of the diffusion sampler (None: the checkpoint's default).
         max_episode_steps: truncation limit.
-        precision: arithmetic of the global model, ``"float32"``, ``"bfloat16"`` or ``"auto"``
-            (``wm_gym.models.global_model.resolve_precision``); the surrogate stays float32.
+        precision: ``"float32"``, ``"bfloat16"`` or ``"auto"`` (``wm_gym.models.global_model.resolve_precision``):
+            bfloat16 runs the global model under autocast and the surrogate Jacobians' big product in bfloat16
+            (``Surrogate.jacobians(precision=)``); the surrogate's encoder and values stay float32.
     """
 
     def __init__(self, world_model: WorldModel, num_envs: int, reward_type: str = "coverage",
@@ -275,7 +276,8 @@ class WorldModelSimulator:
         self.last_action = a.cpu().numpy()
         lin = None
         if with_jacobians:
-            lin = self.wm.surrogate.jacobians(self.latent, a_norm, reward_index=self.reward_index)
+            lin = self.wm.surrogate.jacobians(self.latent, a_norm, reward_index=self.reward_index,
+                                              precision=self.precision)
             lin = dataclasses.replace(lin, a=a, dfda=lin.dfda * self.action_scale, drda=lin.drda * self.action_scale)
         out = self._forward(a_norm)
         with torch.no_grad():

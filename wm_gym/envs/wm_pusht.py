@@ -103,8 +103,9 @@ class WMPushTEnv(gym.Env):
     * ``checkpoint``: a world-model directory (default: the shipped Push-T model).
     * ``device``: torch device for the models (``"cpu"`` or ``"cuda"``).
     * ``num_sampling_steps``: diffusion sampler steps (default: the checkpoint's).
-    * ``precision``: the global model's arithmetic, ``"float32"`` (default), ``"bfloat16"`` (autocast: ~1.5x as
-      fast on a CPU with AMX, same open-loop error) or ``"auto"`` (bfloat16 where the hardware has it).
+    * ``precision``: ``"float32"`` (default), ``"bfloat16"`` (the global model under autocast and the surrogate
+      Jacobians' big product in bfloat16: ~1.5x as fast on a CPU with AMX, same open-loop error) or ``"auto"``
+      (bfloat16 where the hardware has it).
     * ``render_mode``: ``"rgb_array"`` or ``"human"``.
 
     ``info`` holds ``coverage`` (predicted, from the reward label), ``is_success`` and ``success_prob``.

@@ -60,6 +60,10 @@ class Conditioning:
     stem_context: torch.Tensor
     act_emb: torch.Tensor
 
+    def repeat(self, n: int) -> "Conditioning":
+        """The batch repeated ``n`` times along its first axis (``[c; c; ...]``, as ``torch.cat([x] * n)``)."""
+        return Conditioning(self.stem_context.repeat(n, 1, 1, 1), self.act_emb.repeat(n, 1))
+
 
 class Denoiser(ModelMixin, ConfigMixin):
     """Action-conditioned EDM denoiser over frame changes (see the module docstring).

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from .denoiser import Conditioning, Denoiser
+from .denoiser import Denoiser
 
 
 def karras_sigmas(num_steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0,
@@ -94,7 +94,7 @@ class EulerSampler:
         cond = denoiser.condition(obs, act)
         if self.antithetic:  # one call on [eps; -eps], the context encoded once and repeated
             noise = torch.cat([noise, -noise])
-            cond = Conditioning(cond.stem_context.repeat(2, 1, 1, 1), cond.act_emb.repeat(2, 1))
+            cond = cond.repeat(2)
         x = noise * sigmas[0]
         for sigma, next_sigma in zip(sigmas[:-1], sigmas[1:]):
             denoised = denoiser(x, sigma, cond=cond)

@@ -67,9 +67,16 @@ class Linearization:
     drda: torch.Tensor
 
 
-def _dsilu(u: torch.Tensor) -> torch.Tensor:
+def _layer_norm_silu(h: torch.Tensor, ln: nn.LayerNorm):
+    """``SiLU(ln(h))`` with what the closed-form derivatives need: ``(out, hhat, rstd, c)``, where hhat is the
+    normalised h, rstd = 1/sigma and ``c = SiLU'(u) * gamma / sigma`` (u = ln(h)); few fused ops, because at the
+    surrogate's sizes the elementwise kernels, not the matrix products, take the time."""
+    hhat, _, rstd = torch.native_layer_norm(h, [h.shape[-1]], None, None, ln.eps)
+    u = torch.addcmul(ln.bias, hhat, ln.weight)
     s = torch.sigmoid(u)
-    return s * (1 + u * (1 - s))
+    out = u * s
+    c = (s + out * (1 - s)) * ln.weight * rstd  # SiLU'(u) = s (1 + u (1 - s)) = s + SiLU(u) (1 - s)
+    return out, hhat, rstd, c
 
 
 class MLP(nn.Module):
@@ -97,13 +104,8 @@ class MLP(nn.Module):
         """Forward pass that also returns, per hidden layer, ``(h_hat, 1/sigma, SiLU'(u) * gamma / sigma)``."""
         cache = []
         for lin, ln in zip(self.linears, self.norms):
-            h = lin(x)
-            mu = h.mean(-1, keepdim=True)
-            rstd = torch.rsqrt((h - mu).pow(2).mean(-1, keepdim=True) + self.eps)
-            hhat = (h - mu) * rstd
-            u = hhat * ln.weight + ln.bias
-            cache.append((hhat, rstd, _dsilu(u) * ln.weight * rstd))
-            x = F.silu(u)
+            x, hhat, rstd, c = _layer_norm_silu(lin(x), ln)
+            cache.append((hhat, rstd, c))
         return self.out(x), cache
 
     def jacobian(self, cache) -> torch.Tensor:
@@ -339,7 +341,7 @@ class Surrogate(ModelMixin, ConfigMixin):
     # Jacobians
     # ------------------------------------------------------------------------------------------------
     def jacobians(self, z: torch.Tensor, a: torch.Tensor, reward_index: int = 0, *,
-                  method: str = "analytic") -> Linearization:
+                  method: str = "analytic", precision: str = "float32") -> Linearization:
         """Values and Jacobians of the dynamics and of one reward label at (z, a), batched.
 
         Args:
@@ -350,6 +352,9 @@ class Surrogate(ModelMixin, ConfigMixin):
                 the dynamics MLP has one hidden layer), ``"analytic-generic"`` (closed-form forward mode
                 layer by layer, any depth), ``"vmap-jacfwd"`` or ``"vmap-jacrev"`` (``torch.func``; kept as
                 references for tests and benchmarks).
+            precision: ``"bfloat16"`` runs the one big matrix product of the one-hidden-layer closed form in
+                bfloat16 (float32 accumulation and output; entries off by ~0.4 % relative), ~4x as fast on a CPU
+                with AMX; the other paths and dtypes ignore it. ``"float32"`` (default): exact products.
         """
         self._check_za(z, a)
         if not 0 <= reward_index < self.num_rewards:
@@ -357,17 +362,20 @@ class Surrogate(ModelMixin, ConfigMixin):
                 f"reward_index must be in [0, {self.num_rewards}) for reward_types {tuple(self.config.reward_types)}, "
                 f"got {reward_index}"
             )
+        if precision not in ("float32", "bfloat16"):
+            raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
         if method in ("analytic", "analytic-generic"):
-            return self._jacobians_analytic(z, a, reward_index, generic=method == "analytic-generic")
+            return self._jacobians_analytic(z, a, reward_index, generic=method == "analytic-generic",
+                                            low_precision=precision == "bfloat16" and z.dtype == torch.float32)
         if method in ("vmap-jacfwd", "vmap-jacrev"):
             return self._jacobians_func(z, a, reward_index, method)
         raise ValueError(f"method must be one of {JACOBIAN_METHODS}, got {method!r}")
 
-    def _jacobians_analytic(self, z, a, k, generic: bool = False) -> Linearization:
+    def _jacobians_analytic(self, z, a, k, generic: bool = False, low_precision: bool = False) -> Linearization:
         d = self.latent_dim
         x = torch.cat([z, a], -1)
         if len(self.dynamics.linears) == 1 and not generic:
-            next_z, jac = self._dynamics_jacobian_outer(z, x)
+            next_z, jac = self._dynamics_jacobian_outer(z, x, low_precision)
         else:
             next_z, jac = self._dynamics_jacobian_forward(z, x)
         # reward row k, reverse mode
@@ -412,33 +420,35 @@ class Surrogate(ModelMixin, ConfigMixin):
             return cached[1]
         outer = (w_out.t().unsqueeze(-1) * (w_in - w_in.mean(0, keepdim=True)).unsqueeze(1)).flatten(1)
         if not graph:
-            self.__dict__["_outer_cache"] = (key, outer.detach())
+            self.__dict__["_outer_cache"] = (key, outer.detach(), outer.detach().to(torch.bfloat16))
         return outer
 
-    def _dynamics_jacobian_outer(self, z, x):
+    def _times_outer(self, c: torch.Tensor, low_precision: bool) -> torch.Tensor:
+        """``c @ _outer_products()`` (B, d * in), the closed form's one big product; bfloat16 operands if asked."""
+        outer = self._outer_products()
+        if not low_precision:
+            return c @ outer
+        cached = self.__dict__.get("_outer_cache")
+        lowp = cached[2] if cached is not None and cached[1] is outer else outer.to(torch.bfloat16)
+        return (c.to(torch.bfloat16) @ lowp).to(c.dtype)
+
+    def _dynamics_jacobian_outer(self, z, x, low_precision: bool = False):
         """One hidden layer: dg/dx = W_out diag(c) W1c - (W_out (c * hhat)) (x) (hhat W_in) / n, so the whole
         batch of Jacobians is one (B, w) x (w, d * in) matrix product plus rank-one corrections."""
         lin, ln, out = self.dynamics.linears[0], self.dynamics.norms[0], self.dynamics.out
         B, d, n = x.shape[0], z.shape[1], lin.out_features
         # 1. forward, keeping hhat and c = SiLU'(u) * gamma / sigma
-        h = lin(x)
-        mu = h.mean(-1, keepdim=True)
-        rstd_h = torch.rsqrt((h - mu).pow(2).mean(-1, keepdim=True) + self.dynamics.eps)
-        hhat = (h - mu) * rstd_h
-        u = hhat * ln.weight + ln.bias
-        c = _dsilu(u) * ln.weight * rstd_h
-        y = z + out(F.silu(u))
+        act, hhat, _, c = _layer_norm_silu(lin(x), ln)
+        y = z + out(act)
         uvec = (c * hhat) @ out.weight.t()  # (B, d)
         v = hhat @ lin.weight  # (B, in)
         if self.config.latent_norm != "layernorm":
-            jy = (c @ self._outer_products()).view(B, d, -1)
+            jy = self._times_outer(c, low_precision).view(B, d, -1)
             jy.baddbmm_(uvec.unsqueeze(-1), v.unsqueeze(1), alpha=-1.0 / n)
             jy[:, :, :d].diagonal(dim1=-2, dim2=-1).add_(1.0)
             return self._norm_jacobian(y, jy)
         # 2. LayerNorm of y folded in: jac = rstd (Jy - 1 (x) mean_rows(Jy) - yhat (x) (yhat^T Jy) / d)
-        my = y.mean(-1, keepdim=True)
-        rstd = torch.rsqrt((y - my).pow(2).mean(-1, keepdim=True) + 1e-5)
-        yhat = (y - my) * rstd
+        yhat, _, rstd = torch.native_layer_norm(y, [d], None, None, 1e-5)
         w1c = lin.weight - lin.weight.mean(0, keepdim=True)
         mean_rows = (c * out.weight.mean(0)) @ w1c - uvec.mean(-1, keepdim=True) * v / n
         mean_rows[:, :d] += 1.0 / d
@@ -446,7 +456,7 @@ class Surrogate(ModelMixin, ConfigMixin):
         proj[:, :d] += yhat
         left = torch.stack([uvec / n, torch.ones_like(uvec), yhat / d], -1).mul_(-rstd.unsqueeze(-1))  # (B, d, 3)
         right = torch.stack([v, mean_rows, proj], 1)  # (B, 3, in)
-        jac = ((c * rstd) @ self._outer_products()).view(B, d, -1).baddbmm_(left, right)
+        jac = self._times_outer(c * rstd, low_precision).view(B, d, -1).baddbmm_(left, right)
         jac[:, :, :d].diagonal(dim1=-2, dim2=-1).add_(rstd)
         return yhat, jac
 
