@@ -38,6 +38,7 @@ class PPOArgs:
                                "read-out + action * this (env units), as FoGConfig.action_offset")
     checkpoint: str | None = arg(None, 'world-model checkpoint directory (default: the shipped Push-T model)')
     device: str = arg("cpu", 'torch device for the world model and the policy')
+    precision: str = arg("float32", "the world model's arithmetic: float32, bfloat16 (autocast) or auto")
     seed: int = arg(0, 'seeds numpy, torch and the env')
     out: str = arg("runs/ppo", 'output directory (model, TensorBoard logs, curve CSV)')
     eval_freq: int = arg(0, 'EvalCallback every this many env steps on a separate 8-env world model (0: off)')
@@ -55,7 +56,8 @@ def make_vec_env(args: PPOArgs, num_envs: int | None = None):
     from .vec_env import SB3VecEnvAdapter
 
     venv = gym.make_vec("WM-PushT-v0", num_envs=num_envs or args.num_envs, obs_type=args.obs_type,
-                        reward_type=args.reward_type, checkpoint=args.checkpoint, device=args.device)
+                        reward_type=args.reward_type, checkpoint=args.checkpoint, device=args.device,
+                        precision=args.precision)
     return VecMonitor(SB3VecEnvAdapter(venv, action_offset=args.action_offset))
 
 

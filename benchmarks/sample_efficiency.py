@@ -107,7 +107,7 @@ def fog_settings(prof: dict, args) -> dict:
 def run_fog(seed, prof, args, out, evaluate: ScheduledEval):
     from fog_trainer import FoGConfig, FoGTrainer
 
-    cfg = FoGConfig(**fog_settings(prof, args), seed=seed, device=args.device,
+    cfg = FoGConfig(**fog_settings(prof, args), seed=seed, device=args.device, precision=args.precision,
                     checkpoint=args.checkpoint or "", reward_type=args.reward_type, run_dir=str(out / f"fog_{seed}"),
                     progress_bar=not args.smoke, checkpoint_every=0)
     t0 = time.time()
@@ -132,7 +132,8 @@ def run_ppo(seed, prof, args, out, obs_type, evaluate: ScheduledEval):
     offset = FoGConfig(**fog_settings(prof, args)).action_offset if obs_type == "latent" else 0.0
     a = PPOArgs(obs_type=obs_type, reward_type=args.reward_type, total_timesteps=prof["steps"], action_offset=offset,
                 num_envs=prof["num_envs"], n_steps=16 if args.smoke else 32, batch_size=64 if args.smoke else 512,
-                n_epochs=2 if args.smoke else 10, checkpoint=args.checkpoint, device=args.device, seed=seed,
+                n_epochs=2 if args.smoke else 10, checkpoint=args.checkpoint, device=args.device,
+                precision=args.precision, seed=seed,
                 out=str(out), progress_bar=not args.smoke, run_name=f"ppo_{obs_type}_{seed}")
 
     class _Eval(BaseCallback):
@@ -177,7 +178,9 @@ def run_settings(algo: str, seed: int, prof: dict, args, schedule: list[int], gt
     return {"algo": algo, "seed": seed, **{k: prof[k] for k in keys}, "schedule": schedule, "gt_at": list(gt_at),
             "reward_type": args.reward_type, "checkpoint": args.checkpoint,
             "checkpoint_sha256": checkpoint_sha256, "device": args.device,
-            "smoke": bool(args.smoke), "fog": fog_settings(prof, args) if algo == "fog" else None}
+            "smoke": bool(args.smoke), "fog": fog_settings(prof, args) if algo == "fog" else None,
+            # only when not float32, so that runs saved before the option existed still match
+            **({"precision": args.precision} if args.precision != "float32" else {})}
 
 
 def _load_result(path: Path) -> dict | None:
@@ -242,6 +245,9 @@ def main() -> None:
                    help="override a FoGConfig field for FoG's runs, e.g. --fog num_envs=16 (repeatable)")
     p.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: shipped)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="float32",
+                   help="the world model's arithmetic for every algorithm and evaluation: float32, bfloat16 or auto "
+                        "(bfloat16 is ~1.4x as fast on CPUs with AMX; runs are saved per precision)")
     p.add_argument("--out", default=None, help="output dir (default: benchmarks/results/sample_efficiency_PROFILE)")
     args = p.parse_args()
     profile = next((n for n in PROFILES if getattr(args, n)), "quick")
@@ -271,7 +277,7 @@ def main() -> None:
         if obs_type not in evaluators:
             evaluators[obs_type] = WorldModelEvaluator(
                 num_envs=prof["eval_envs"], seed=EVAL_SEED, reward_type=args.reward_type, checkpoint=args.checkpoint,
-                device=args.device, max_steps=prof["eval_steps"], obs_type=obs_type)
+                device=args.device, max_steps=prof["eval_steps"], obs_type=obs_type, precision=args.precision)
         return evaluators[obs_type]
     schedule = eval_schedule(prof["steps"], prof["eval_first"], prof["eval_points"])
     gt_at = (schedule[0], schedule[len(schedule) // 2])  # gym-pusht at the start and halfway (and at the end)
@@ -326,7 +332,8 @@ def main() -> None:
     # a fixed reference on the same evaluation: every step, the target is the middle of the action box
     center = evaluator_for("latent")(lambda z: np.tile((action_low + action_high) / 2, (len(z), 1)))["mean_return"]
     summary: dict = {"profile": profile, "steps_per_run": prof["steps"], "seeds": prof["seeds"],
-                     "reward_type": args.reward_type, "device": args.device, "eval_envs": prof["eval_envs"],
+                     "reward_type": args.reward_type, "device": args.device, "precision": args.precision,
+                     "eval_envs": prof["eval_envs"],
                      "eval_steps": prof["eval_steps"], "eval_schedule": schedule, "gt_at": list(gt_at), "gt_seeds": prof["gt_seeds"],
                      "fog_config": fog_settings(prof, args), "center_target_eval_return": center,
                      "action_offset": FoGConfig(**fog_settings(prof, args)).action_offset,

@@ -206,7 +206,8 @@ class WorldModelEvaluator:
     """
 
     def __init__(self, num_envs: int = 32, seed: int = 10_000, reward_type: str = "dense", checkpoint=None,
-                 device: str = "cpu", max_steps: int = 300, env_id: str = "WM-PushT-v0", obs_type: str = "latent"):
+                 device: str = "cpu", max_steps: int = 300, env_id: str = "WM-PushT-v0", obs_type: str = "latent",
+                 precision: str = "float32"):
         import gymnasium as gym
 
         import wm_gym  # noqa: F401  (registers the env)
@@ -214,7 +215,8 @@ class WorldModelEvaluator:
         if num_envs < 1 or max_steps < 1:
             raise ValueError(f"num_envs and max_steps must be >= 1, got {num_envs} and {max_steps}")
         self.venv = gym.make_vec(env_id, num_envs=num_envs, obs_type=obs_type, reward_type=reward_type,
-                                 checkpoint=checkpoint, device=device, max_episode_steps=max_steps)
+                                 checkpoint=checkpoint, device=device, max_episode_steps=max_steps,
+                                 precision=precision)
         self.num_envs, self.seed, self.max_steps = int(num_envs), int(seed), int(max_steps)
 
     def __call__(self, act: Callable[[np.ndarray], np.ndarray]) -> dict[str, Any]:

@@ -144,6 +144,20 @@ def test_sample_efficiency_saved_runs_are_tied_to_the_checkpoint_contents(tiny_c
     assert se.checkpoint_fingerprint(str(ckpt)) != before
 
 
+def test_sample_efficiency_saved_runs_are_tied_to_the_precision():
+    import argparse
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import sample_efficiency as se
+
+    prof = se.PROFILES["smoke"]
+    ns = dict(reward_type="dense", checkpoint=None, device="cpu", smoke=True, fog=None)
+    f32 = se.run_settings("fog", 0, prof, argparse.Namespace(**ns, precision="float32"), [0], (0,), "sha")
+    bf16 = se.run_settings("fog", 0, prof, argparse.Namespace(**ns, precision="bfloat16"), [0], (0,), "sha")
+    assert "precision" not in f32  # runs saved before the option keep matching
+    assert bf16 == {**f32, "precision": "bfloat16"}
+
+
 def test_reference_policies_smoke(tiny_checkpoint, tmp_path):
     _run(["benchmarks/reference_policies.py", "--smoke", "--checkpoint", str(tiny_checkpoint), "--json",
           str(tmp_path / "ref.json")])
