@@ -7,6 +7,7 @@ steps/s (one env, pixel observations at the same resolution) measured in the sam
     python benchmarks/global_speed.py                       # the default architecture, random weights
     python benchmarks/global_speed.py --model runs/global/global_model
     python benchmarks/global_speed.py --compare             # the architecture table of the report
+    python benchmarks/global_speed.py --train --threads 1   # training samples/s, float32 vs bfloat16
     python benchmarks/global_speed.py --smoke               # seconds
 """
 
@@ -57,6 +58,31 @@ def time_model(model: GlobalModel, batch: int, num_steps: int, repeats: int, cha
             "params_M": sum(p.numel() for p in model.denoiser.parameters()) / 1e6}
 
 
+def time_training(model: GlobalModel, batch: int, repeats: int, precision: str) -> dict:
+    """Denoiser training throughput (EDM loss, backward, AdamW step) at ``precision`` (``train-global --precision``)."""
+    from wm_gym.models.global_model import precision_context
+
+    den = model.denoiser.train()
+    opt = torch.optim.AdamW(den.parameters(), lr=1e-5)
+    S, K = model.image_size, model.context
+    g = torch.Generator().manual_seed(0)
+    data = {"obs": torch.rand(batch, K, 3, S, S, generator=g) * 2 - 1, "act": torch.rand(batch, K, 2, generator=g) * 2 - 1,
+            "next_obs": torch.rand(batch, 3, S, S, generator=g) * 2 - 1}
+    times = []
+    for i in range(repeats + 2):
+        t0 = time.perf_counter()
+        with precision_context(precision, "cpu"):
+            loss, _ = den.loss(data)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    den.eval()
+    dt = statistics.median(times)
+    return {"precision": precision, "batch": batch, "ms_per_train_step": 1000 * dt, "train_samples_per_s": batch / dt}
+
+
 def gym_pusht_speed(image_size: int, steps: int) -> float:
     from gym_pusht.envs.pusht import PushTEnv
 
@@ -82,6 +108,8 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--repeats", type=int, default=10, help="timed batched steps (median reported)")
     p.add_argument("--compare", action="store_true", help="time a table of architectures and sampler steps")
+    p.add_argument("--train", action="store_true",
+                   help="time denoiser training steps in float32 and bfloat16 (train-global --precision) instead")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, runs in seconds")
     p.add_argument("--json", action="store_true", help="print JSON lines only")
     args = p.parse_args(argv)
@@ -89,6 +117,14 @@ def main(argv=None) -> None:
     if args.smoke:
         args.batch, args.repeats, args.image_size = 8, 2, 32
 
+    if args.train:
+        model = GlobalModel.from_pretrained(args.model, device="cpu") if args.model else build(
+            tuple(int(w) for w in args.widths.split(",")), args.image_size)
+        for precision in ("float32", "bfloat16"):
+            r = time_training(model, args.batch, args.repeats, precision)
+            print(json.dumps(r) if args.json else f"training, {precision}, batch {r['batch']}, {args.threads} threads: "
+                  f"{r['ms_per_train_step']:.0f} ms/step, {r['train_samples_per_s']:.0f} samples/s")
+        return
     rows = []
     if args.compare and not args.model:
         grid = [((64, 128, 128), False), ((48, 96, 96), True), ((48, 96), True), ((32, 64, 64), True),

@@ -227,6 +227,8 @@ def section() -> str:
         ("gradient_fidelity.md", "Surrogate gradient fidelity (`benchmarks/gradient_fidelity.py`)"),
         ("jacobian_speed.md", "Surrogate Jacobians (`benchmarks/jacobian_speed.py`)"),
         ("omp_wait.md", "OpenMP wait policy and torch threads, free and busy CPU (`benchmarks/omp_wait.py`)"),
+        ("training_speed.md", "Global-model training throughput, float32 vs bfloat16 (`wm-gym train-global --precision`; "
+         "`benchmarks/global_speed.py --train`)"),
     ):
         p = RESULTS / name
         out.append(f"\n### {title}\n")

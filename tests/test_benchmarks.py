@@ -67,6 +67,12 @@ def test_omp_wait_smoke(tiny_checkpoint):
     assert row and float(row[0].split("|")[4]) > 0
 
 
+def test_global_speed_train_smoke():
+    out = _run(["benchmarks/global_speed.py", "--train", "--smoke", "--json", "--threads", "1"])
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["precision"] for r in rows] == ["float32", "bfloat16"] and all(r["train_samples_per_s"] > 0 for r in rows)
+
+
 def test_collection_smoke():
     res = json.loads(_run(["benchmarks/collection.py", "--smoke"]))
     assert res["collect_1_worker_steps_per_s"] > 0 and "stats_of_this_collection" in res
