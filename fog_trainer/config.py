@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from wm_gym.cliargs import arg
+from wm_gym.models.global_model import PRECISIONS
 
 
 @dataclass
@@ -67,8 +68,8 @@ class FoGConfig:
         for name in ("gamma", "lam", "tau"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"FoGConfig.{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.precision not in ("float32", "bfloat16", "auto"):
-            raise ValueError(f"FoGConfig.precision must be float32, bfloat16 or auto, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"FoGConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.action_offset < 0:
             raise ValueError(f"FoGConfig.action_offset must be >= 0 (0: absolute actions), got {self.action_offset}")
         if self.max_grad_norm <= 0 or self.critic_grad_norm <= 0:

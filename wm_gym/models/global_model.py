@@ -15,8 +15,8 @@ Example::
 ``precision="bfloat16"`` runs the denoiser and reward model under ``torch.autocast`` (bfloat16 matrix
 products, float32 in and out). On a CPU with AMX (Intel Sapphire Rapids and later) a batched step is ~1.5x
 as fast and the open-loop error is unchanged (``benchmarks/env_speed.py``, ``wm-gym eval-fidelity
---precision``); on a CPU without native bfloat16 it is slower, so ``"auto"`` picks it only where the
-hardware has it.
+--precision``); without native bfloat16 hardware it can be slower (not measured here), so ``"auto"`` picks it
+only where the hardware has it.
 """
 
 from __future__ import annotations
