@@ -104,8 +104,8 @@ class WMPushTEnv(gym.Env):
     * ``device``: torch device for the models (``"cpu"`` or ``"cuda"``).
     * ``num_sampling_steps``: diffusion sampler steps (default: the checkpoint's).
     * ``precision``: ``"float32"`` (default), ``"bfloat16"`` (the global model under autocast and the surrogate
-      Jacobians' big product in bfloat16: ~1.5x as fast on a CPU with AMX, same open-loop error) or ``"auto"``
-      (bfloat16 where the hardware has it).
+      Jacobians' big product in bfloat16: ~1.4x as fast at 64 envs on a CPU with AMX, slower for 1-8 envs, same
+      open-loop error) or ``"auto"`` (bfloat16 where the hardware has it).
     * ``render_mode``: ``"rgb_array"`` or ``"human"``.
 
     ``info`` holds ``coverage`` (predicted, from the reward label), ``is_success`` and ``success_prob``.
