@@ -22,7 +22,7 @@ for s in $stages; do
            python benchmarks/env_speed.py > $R/env_speed.json                          # workers slowed it when after
            python benchmarks/omp_wait.py --busy --timeout 240 > $R/omp_wait.md
            { echo '```'; for t in 1 2; do
-               echo "# OMP_WAIT_POLICY=PASSIVE (wm-gym's default), python benchmarks/global_speed.py --train --model wm_gym/assets/pusht/global_model --threads $t"
+               echo "# OMP_WAIT_POLICY=PASSIVE (wm-gym's default), python benchmarks/global_speed.py --train --model $CKPT/global_model --threads $t"
                python benchmarks/global_speed.py --train --model $CKPT/global_model --threads $t --repeats 10; done
              echo "# OMP_WAIT_POLICY=ACTIVE (a free machine), the same with --threads 2"
              OMP_WAIT_POLICY=ACTIVE python benchmarks/global_speed.py --train --model $CKPT/global_model --threads 2 --repeats 10

@@ -429,12 +429,12 @@ def run_eval_fidelity(args: FidelityArgs) -> dict[str, Any]:
         raise SystemExit(f"wm-gym eval-fidelity: error: --horizons expects integers like 1,4,16,64, "
                          f"got {args.horizons!r}")
     torch.set_num_threads(args.threads)
-    from .models.global_model import PRECISIONS, resolve_precision
+    from .models.global_model import resolve_precision
 
-    if args.precision not in PRECISIONS:
-        raise SystemExit(f"wm-gym eval-fidelity: error: --precision must be one of {', '.join(PRECISIONS)}, "
-                         f"got {args.precision!r}")
-    precision = resolve_precision(args.precision, args.device)
+    try:
+        precision = resolve_precision(args.precision, args.device)
+    except ValueError as e:
+        raise SystemExit(f"wm-gym eval-fidelity: error: --{e}") from e
     model = None
     if args.model:
         from .models.global_model import GlobalModel

@@ -93,7 +93,6 @@ class MLP(nn.Module):
         self.linears = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims[:-1], dims[1:]))
         self.norms = nn.ModuleList(nn.LayerNorm(hidden, eps=eps) for _ in range(layers))
         self.out = nn.Linear(dims[-1], out_dim)
-        self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for lin, ln in zip(self.linears, self.norms):
@@ -406,31 +405,34 @@ class Surrogate(ModelMixin, ConfigMixin):
         jy[:, :, : z.shape[1]].diagonal(dim1=-2, dim2=-1).add_(1.0)  # y = z + g
         return self._norm_jacobian(z + g, jy)
 
-    def _outer_products(self) -> torch.Tensor:
-        """(w, d * in): row k is W_out[:, k] (x) W1c[k, :] (W1c = W_in with its column means removed).
+    def _outer_products(self, low_precision: bool = False) -> torch.Tensor:
+        """(w, d * in): row k is W_out[:, k] (x) W1c[k, :] (W1c = W_in with its column means removed); in
+        bfloat16 with ``low_precision``.
 
         Cached while the weights are unchanged (in-place optimiser steps bump ``_version``; ``.to`` moves
-        ``data_ptr``); rebuilt with a graph when gradients w.r.t. the weights are wanted.
+        ``data_ptr``), the bfloat16 copy made on first use; rebuilt with a graph when gradients w.r.t. the
+        weights are wanted.
         """
         w_in, w_out = self.dynamics.linears[0].weight, self.dynamics.out.weight
         graph = torch.is_grad_enabled() and (w_in.requires_grad or w_out.requires_grad)
         key = (w_in._version, w_out._version, w_in.data_ptr(), w_out.data_ptr(), w_in.dtype, w_in.device)
-        cached = self.__dict__.get("_outer_cache")
-        if not graph and cached is not None and cached[0] == key:
-            return cached[1]
-        outer = (w_out.t().unsqueeze(-1) * (w_in - w_in.mean(0, keepdim=True)).unsqueeze(1)).flatten(1)
-        if not graph:
-            self.__dict__["_outer_cache"] = (key, outer.detach(), outer.detach().to(torch.bfloat16))
-        return outer
+        cache = self.__dict__.get("_outer_cache")
+        if graph or cache is None or cache["key"] != key:
+            outer = (w_out.t().unsqueeze(-1) * (w_in - w_in.mean(0, keepdim=True)).unsqueeze(1)).flatten(1)
+            if graph:
+                return outer.to(torch.bfloat16) if low_precision else outer
+            cache = self.__dict__["_outer_cache"] = {"key": key, "weights_dtype": outer.detach()}
+        if not low_precision:
+            return cache["weights_dtype"]
+        if "bfloat16" not in cache:
+            cache["bfloat16"] = cache["weights_dtype"].to(torch.bfloat16)
+        return cache["bfloat16"]
 
     def _times_outer(self, c: torch.Tensor, low_precision: bool) -> torch.Tensor:
         """``c @ _outer_products()`` (B, d * in), the closed form's one big product; bfloat16 operands if asked."""
-        outer = self._outer_products()
         if not low_precision:
-            return c @ outer
-        cached = self.__dict__.get("_outer_cache")
-        lowp = cached[2] if cached is not None and cached[1] is outer else outer.to(torch.bfloat16)
-        return (c.to(torch.bfloat16) @ lowp).to(c.dtype)
+            return c @ self._outer_products()
+        return (c.to(torch.bfloat16) @ self._outer_products(low_precision=True)).to(c.dtype)
 
     def _dynamics_jacobian_outer(self, z, x, low_precision: bool = False):
         """One hidden layer: dg/dx = W_out diag(c) W1c - (W_out (c * hhat)) (x) (hhat W_in) / n, so the whole
