@@ -232,6 +232,7 @@ def test_train_global_smoke(tiny_dataset, tmp_path):
                            val_fraction=0.34, quiet=True, threads=1)
     logs = train(args)
     assert {"mse_h1", "mse_copy_h4", "psnr_h16", "reward_real_mae_0"} <= logs.keys()
+    assert "mse_h64" not in logs  # the default horizons 1,4,16,64: 64 does not fit in 24-step episodes
     model = GlobalModel.from_pretrained(tmp_path / "run" / "global_model")
     assert model.image_size == 32
     with pytest.raises(FileExistsError, match="--resume"):
@@ -300,3 +301,13 @@ def test_learning_rate_schedule():
     assert learning_rate(args, 75) == pytest.approx(5.5e-4)
     assert learning_rate(args, 100) == pytest.approx(1e-4)
     assert learning_rate(TrainGlobalArgs(lr=1e-3, warmup_steps=10), 10**6) == pytest.approx(1e-3)
+
+
+def test_eval_horizons_parse():
+    from wm_gym.train_global import TrainGlobalArgs
+
+    assert TrainGlobalArgs().horizons == (1, 4, 16, 64)
+    assert TrainGlobalArgs(eval_horizons="16, 1,4").horizons == (1, 4, 16)
+    for bad in ("", "a,b", "0,4"):
+        with pytest.raises(ValueError, match="--eval-horizons"):
+            TrainGlobalArgs(eval_horizons=bad).horizons

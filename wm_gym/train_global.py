@@ -95,6 +95,9 @@ class TrainGlobalArgs:
         "help": "fraction of each batch whose last context frame is the model's own 1-step prediction"})
     eval_every: int = field(default=1000, metadata={"help": "validate every N steps"})
     eval_starts: int = field(default=48, metadata={"help": "open-loop rollouts per validation"})
+    eval_horizons: str = field(default="1,4,16,64", metadata={
+        "help": "open-loop horizons of the validation's pixel MSE (horizons longer than the validation episodes "
+                "allow are dropped with a note); 64 steps shows the drift that 16 steps can hide"})
     save_every_minutes: float = field(default=5.0, metadata={"help": "checkpoint period"})
     val_fraction: float = field(default=0.1, metadata={"help": "validation fraction of episodes"})
     max_episodes: int = field(default=0, metadata={"help": "use at most N episodes per split (0: all)"})
@@ -108,11 +111,22 @@ class TrainGlobalArgs:
     quiet: bool = field(default=False, metadata={"help": "no progress bar"})
 
     @property
+    def horizons(self) -> tuple[int, ...]:
+        try:
+            hs = tuple(sorted({int(h) for h in self.eval_horizons.split(",") if h.strip()}))
+        except ValueError:
+            hs = ()
+        if not hs or hs[0] < 1:
+            raise ValueError(f"--eval-horizons must be positive integers joined by commas, e.g. 1,4,16,64 "
+                             f"(got {self.eval_horizons!r})")
+        return hs
+
+    @property
     def widths_tuple(self) -> tuple[int, ...]:
         return tuple(int(w) for w in self.widths.split(","))
 
 
-HORIZONS = (1, 4, 16)
+HORIZONS = (1, 4, 16)  # default horizons of open_loop_eval (train-global's validation: --eval-horizons)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -353,9 +367,16 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
     if init is not None and (init.task.name != task.name or init.task.image_size != task.image_size):
         raise DatasetError(f"--init-from {args.init_from} is a {init.task.name} model at {init.task.image_size}px, "
                            f"the data is {task.name} at {task.image_size}px: use a matching model or dataset")
-    H = max(HORIZONS)
-    if min(len(ep["actions"]) for ep in val_set.episodes) <= H + args.context:
-        raise DatasetError(f"validation episodes must be longer than {H + args.context} steps")
+    longest = min(len(ep["actions"]) for ep in val_set.episodes) - args.context - 1
+    horizons = tuple(h for h in args.horizons if h <= longest)
+    if not horizons:
+        raise DatasetError(f"validation episodes must be longer than {args.horizons[0] + args.context} steps "
+                           f"(the shortest has {longest + args.context + 1}): collect longer episodes or lower "
+                           "--eval-horizons")
+    if horizons != args.horizons:
+        tqdm.write(f"validation horizons {list(args.horizons)} -> {list(horizons)}: the shortest validation "
+                   f"episode allows {longest} open-loop steps")
+    H = max(horizons)
     goal_train = goal_frames_cached(out, task, args.goal_frames, args.seed + 1, "goal_frames_train")
     goal_val = goal_frames_cached(out, task, max(200, args.goal_frames // 6), args.seed + 2, "goal_frames_val")
     real_val = real_reward_frames(val_set.episodes, task, 3000, args.seed)
@@ -403,7 +424,7 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
         export_model(ema_model, out)
 
     def validate() -> dict[str, float]:
-        logs = open_loop_eval(ema_model, val_set.episodes, starts, args.sampler_steps, args.seed)
+        logs = open_loop_eval(ema_model, val_set.episodes, starts, args.sampler_steps, args.seed, horizons=horizons)
         alt = 3 if args.sampler_steps == 1 else 1  # the other sampler setting, for comparison
         alt_logs = open_loop_eval(ema_model, val_set.episodes, starts, alt, args.seed, horizons=(1, 4))
         logs.update({f"{k}_{alt}step": v for k, v in alt_logs.items() if "copy" not in k})
@@ -415,7 +436,7 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
             writer.add_scalar("val/" + k, v, step)
         logs["step"], logs["samples"] = step, samples
         (out / "metrics.json").write_text(json.dumps(logs, indent=2))
-        summary = " ".join(f"h{h}: mse {logs[f'mse_h{h}']:.5f} (copy {logs[f'mse_copy_h{h}']:.5f})" for h in HORIZONS)
+        summary = " ".join(f"h{h}: mse {logs[f'mse_h{h}']:.5f} (copy {logs[f'mse_copy_h{h}']:.5f})" for h in horizons)
         tqdm.write(f"[val step {step}] {summary} | reward MAE {logs['reward_real_mae_0']:.4f} "
                    f"success F1 {logs.get('reward_goal_success_f1', float('nan')):.3f}")
         return logs
