@@ -140,6 +140,27 @@ def test_antithetic_sampler_is_the_mean_of_the_eps_and_minus_eps_samples(num_ste
     assert torch.equal(a, b)
 
 
+def test_min_change_keeps_static_pixels_exactly_and_moving_ones_as_they_were():
+    model = tiny_model()
+    obs, act = context_batch()
+    obs = 0.5 * obs  # away from the clamp
+    noise = torch.randn(3, 3, S, S, generator=torch.Generator().manual_seed(6))
+    free = EulerSampler(num_steps=1, antithetic=True).sample(model.denoiser, obs, act, noise=noise)
+    change = (free - obs[:, -1]).abs().amax(1, keepdim=True)  # (B, 1, H, W): a pixel's largest channel change
+    threshold = change.median().item()
+    kept = EulerSampler(num_steps=1, antithetic=True, min_change=threshold).sample(model.denoiser, obs, act,
+                                                                                   noise=noise)
+    clear = ((change - threshold).abs() > 1e-4).expand_as(free)  # (free - obs recomputes the change, rounded)
+    static = (change < threshold).expand_as(free) & clear
+    moving = (change > threshold).expand_as(free) & clear
+    assert static.any() and moving.any()
+    assert torch.equal(kept[static], obs[:, -1][static])  # static pixels copied exactly: no drift
+    torch.testing.assert_close(kept[moving], free[moving], atol=1e-6, rtol=0)
+    for bad in (-0.1, 2.0):
+        with pytest.raises(ValueError, match="min_change"):
+            EulerSampler(min_change=bad)
+
+
 def test_save_load_round_trip(tmp_path):
     model = tiny_model()
     model.save_pretrained(tmp_path / "gm")
@@ -147,6 +168,10 @@ def test_save_load_round_trip(tmp_path):
     loaded = GlobalModel.from_pretrained(tmp_path / "gm", device="cpu")
     assert loaded.context == K and loaded.image_size == S and loaded.sampler.num_steps == 2
     assert loaded.sampler.config() == model.sampler.config()
+    sampler, model.sampler = model.sampler, EulerSampler(num_steps=1, min_change=0.05)
+    model.save_pretrained(tmp_path / "gm2")
+    assert GlobalModel.from_pretrained(tmp_path / "gm2", device="cpu").sampler.min_change == 0.05
+    model.sampler = sampler
     assert loaded.task == model.task
     obs, act = context_batch()
     a = model.step(obs, act, generator=torch.Generator().manual_seed(3))

@@ -47,6 +47,7 @@ import torch
 
 from .cliargs import add_dataclass_arguments, arg
 from .data import context_indices, frames_to_tensor, load_split, tensor_to_frames
+from .models.sampler import EulerSampler
 from .models.state_probe import StateProbe, angle_error_deg, state_errors
 from .pusht import GOAL_POSE, TaskSpec, coverage_reward
 
@@ -390,6 +391,8 @@ class FidelityArgs:
     starts_per_episode: int = arg(4, "open-loop rollouts per episode")
     num_steps: int = arg(0, "sampler steps per world-model step (0: the model's default)")
     antithetic: str = arg("model", "antithetic noise pairs in the sampler: 'on', 'off' or 'model' (the model's setting)")
+    min_change: float = arg(-1.0, "the sampler's min_change (predicted changes below it are set to 0; "
+                                  "-1: the model's setting)")
     precision: str = arg("float32", "the global model's arithmetic: float32, bfloat16 (autocast) or auto")
     batch_size: int = arg(64, "rollouts stepped together")
     video_rollouts: int = arg(4, "rollouts shown in the video (0: no video)")
@@ -444,6 +447,11 @@ def run_eval_fidelity(args: FidelityArgs) -> dict[str, Any]:
             raise SystemExit(f"wm-gym eval-fidelity: error: --antithetic must be on, off or model, got {args.antithetic!r}")
         if args.antithetic != "model":
             model.sampler.antithetic = args.antithetic == "on"
+        if args.min_change >= 0:
+            try:
+                model.sampler = EulerSampler(**{**model.sampler.config(), "min_change": args.min_change})
+            except ValueError as e:
+                raise SystemExit(f"wm-gym eval-fidelity: error: --{e}") from e
     probe = StateProbe.from_pretrained(args.probe, low_cpu_mem_usage=False)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -453,7 +461,8 @@ def run_eval_fidelity(args: FidelityArgs) -> dict[str, Any]:
         num_steps=args.num_steps or None, video_path=out / "rollouts.mp4" if args.video_rollouts else None,
         video_rollouts=args.video_rollouts, progress=args.progress, precision=precision)
     result["settings"].update(model=args.model, probe=args.probe,
-                              antithetic=None if model is None else model.sampler.antithetic, precision=precision)
+                              antithetic=None if model is None else model.sampler.antithetic,
+                              min_change=None if model is None else model.sampler.min_change, precision=precision)
     probe_metrics = Path(args.probe) / "metrics.json"
     if probe_metrics.exists():
         result["probe_heldout"] = json.loads(probe_metrics.read_text())

@@ -83,6 +83,9 @@ class TrainGlobalArgs:
     sampler_one_draw: bool = field(default=False, metadata={
         "help": "save the model with a one-draw sampler instead of the antithetic pair (eps and -eps averaged, "
                 "which cancels the 1-step sampler's noise leak: benchmarks/sampler_noise.py)"})
+    sampler_min_change: float = field(default=0.05, metadata={
+        "help": "the saved sampler's min_change: predicted changes below it (every channel) are set to 0, so "
+                "static pixels stay static over a rollout (EulerSampler; 0: off)"})
     sampler_sigma_frac: float = field(default=0.5, metadata={
         "help": "fraction of each batch trained at the sampler's first noise level sigma_max (the only level "
                 "a 1-step sampler uses; log-normal draws put ~5%% there); the rest is log-normal"})
@@ -359,6 +362,7 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
         args.widths = ",".join(str(w) for w in den_cfg["block_out_channels"])
         args.layers_per_block = den_cfg["layers_per_block"]
         args.sampler_steps = init.sampler.num_steps
+        args.sampler_min_change = init.sampler.min_change
     # -- data ---------------------------------------------------------------------------------------
     max_ep = args.max_episodes or None
     train_set = TransitionDataset(args.data, "train", args.context, args.val_fraction, args.seed, max_episodes=max_ep)
@@ -392,6 +396,7 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
     opt = torch.optim.AdamW(den.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     opt_r = torch.optim.AdamW(rm.parameters(), lr=args.reward_lr, weight_decay=args.weight_decay)
     step, samples = 0, 0
+    fine_tune = init is not None  # started from a trained model (kept when resumed: see the EMA below)
     if init is not None:
         pairs = [(den, init.denoiser), (ema_den, init.denoiser)]
         if tuple(init.task.reward_types) == tuple(task.reward_types):
@@ -411,13 +416,15 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
                          (ema_rm, "ema_reward_model"), (opt, "opt"), (opt_r, "opt_reward")):
             mod.load_state_dict(ck[key])
         step, samples = ck["step"], ck["samples"]
-    sampler = EulerSampler(num_steps=args.sampler_steps, antithetic=not args.sampler_one_draw)
+        fine_tune = bool(ck.get("fine_tune", False))
+    sampler = EulerSampler(num_steps=args.sampler_steps, antithetic=not args.sampler_one_draw,
+                           min_change=args.sampler_min_change)
     ema_model = GlobalModel(ema_den, ema_rm, task, sampler)
     writer = SummaryWriter(str(out / "tb"))
     (out / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2))
 
     def save() -> None:
-        atomic_torch_save({"step": step, "samples": samples, "args": dataclasses.asdict(args),
+        atomic_torch_save({"step": step, "samples": samples, "args": dataclasses.asdict(args), "fine_tune": fine_tune,
                            "denoiser": den.state_dict(), "reward_model": rm.state_dict(),
                            "ema_denoiser": ema_den.state_dict(), "ema_reward_model": ema_rm.state_dict(),
                            "opt": opt.state_dict(), "opt_reward": opt_r.state_dict()}, ckpt_path)
@@ -477,7 +484,10 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(den.parameters(), args.grad_clip)
             opt.step()
-            ema_update(ema_den, den, min(args.ema_decay, (1 + step) / (10 + step)))  # EMA warm-up
+            # EMA warm-up from random weights; a run started from a trained model keeps the full decay (its
+            # EMA starts as that model, and a short average of fine-tuning steps drifted over 64-step rollouts)
+            decay = args.ema_decay if fine_tune else min(args.ema_decay, (1 + step) / (10 + step))
+            ema_update(ema_den, den, decay)
             train_logs["grad_norm"] = float(gnorm)
 
         if step < args.reward_steps:

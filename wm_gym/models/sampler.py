@@ -11,6 +11,12 @@ noise it was given: on Push-T (deterministic physics) mostly *linearly* (a leak 
 every pixel), which the antithetic pair cancels exactly. Measured on the shipped model
 (``benchmarks/sampler_noise.py``, 128 held-out starts): open-loop pixel MSE at 16 steps 0.0103 (one draw)
 -> 0.0070 (antithetic), as low as the mean of 16 independent draws (0.0072), for twice the denoiser cost.
+
+``min_change`` sets the predicted change of a pixel to zero where it is below this in every channel: static
+pixels then stay exactly as they were. Without it a small per-step bias of the predicted change (about
+-0.002 per step on the background, for a fine-tuned model) adds up over a rollout and darkens the frame;
+with ``min_change=0.05`` (the denoiser's own ``change_threshold``, below which its loss calls a pixel
+static) the shipped model's 64-step open-loop pixel MSE fell from 0.028 to 0.012 (48 held-out starts).
 """
 
 from __future__ import annotations
@@ -46,10 +52,12 @@ class EulerSampler:
         rho: Karras schedule curvature.
         antithetic: return the mean of the samples integrated from ``eps`` and ``-eps`` (see the module
             docstring; meant for the 1-step sampler, whose output is a mean estimate already).
+        min_change: a pixel whose predicted change is below this in every channel keeps its value (see
+            the module docstring; frames are in [-1, 1]; 0 turns it off).
     """
 
     def __init__(self, num_steps: int = 3, sigma_min: float = 2e-3, sigma_max: float = 5.0, rho: float = 7.0,
-                 antithetic: bool = False):
+                 antithetic: bool = False, min_change: float = 0.0):
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         if not 0 < sigma_min < sigma_max:
@@ -59,11 +67,14 @@ class EulerSampler:
         self.sigma_max = sigma_max
         self.rho = rho
         self.antithetic = bool(antithetic)
+        if not 0.0 <= min_change < 2.0:
+            raise ValueError(f"min_change must be in [0, 2) (frames are in [-1, 1]), got {min_change}")
+        self.min_change = float(min_change)
 
     def config(self) -> dict:
         """The constructor's arguments (saved in ``global_model.json``)."""
         return {"num_steps": self.num_steps, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max,
-                "rho": self.rho, "antithetic": self.antithetic}
+                "rho": self.rho, "antithetic": self.antithetic, "min_change": self.min_change}
 
     def sigmas(self, num_steps: int | None = None, device=None) -> torch.Tensor:
         return karras_sigmas(num_steps or self.num_steps, self.sigma_min, self.sigma_max, self.rho, device)
@@ -104,6 +115,8 @@ class EulerSampler:
                 x = x + (x - denoised) / sigma * (next_sigma - sigma)
         if self.antithetic:
             x = 0.5 * (x[: len(obs)] + x[len(obs):])
+        if self.min_change > 0:
+            x = x * (x.abs().amax(dim=1, keepdim=True) >= self.min_change)
         return denoiser.frame_of(obs, x)
 
 
