@@ -214,7 +214,8 @@ def section() -> str:
                        + (_f(row["env_steps_per_s"], 0) if "env_steps_per_s" in row else "") + " |")
         out.append(f"\n{sn['starts']} held-out open-loop starts under the recorded actions; the model's own sampler setting: "
                    f"{'antithetic' if sn['model_sampler'].get('antithetic') else 'one draw'}, "
-                   f"{sn['model_sampler']['num_steps']} Euler step(s).")
+                   f"{sn['model_sampler']['num_steps']} Euler step(s), min_change "
+                   f"{sn['model_sampler'].get('min_change', 0.0):g} (every mode).")
     else:
         out.append("not run yet")
 

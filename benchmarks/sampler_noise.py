@@ -11,7 +11,8 @@ validation of ``wm-gym train-global``: pixel MSE to the true frames at each hori
 * ``mean_of_N``: the mean of N independent draws per step (a reference for the noise-free mean; N x cost);
 
 and times one batched step (64 envs, reward model included) for the first two. The same starts and the
-same noise stream for every mode.
+same noise stream for every mode. ``--min-change M`` overrides the sampler's ``min_change`` (0: off; the
+printed bias is the mean frame error at the longest horizon, model - truth: a drifting colour shows there).
 
     python benchmarks/sampler_noise.py --global-model wm_gym/assets/pusht/global_model --data data/pusht64 \
         --json benchmarks/results/sampler_noise.json
@@ -68,6 +69,8 @@ def main(argv=None) -> None:
     p.add_argument("--starts", type=int, default=128, help="held-out open-loop starts")
     p.add_argument("--horizons", default="1,4,16", help="comma-separated horizons")
     p.add_argument("--draws", default="2,16", help="N of the mean_of_N reference modes")
+    p.add_argument("--min-change", type=float, default=-1.0,
+                   help="the sampler's min_change for every mode (-1: the model's setting; 0: off)")
     p.add_argument("--seed", type=int, default=0, help="seeds the starts and the noise")
     p.add_argument("--batch", type=int, default=64, help="envs per timed step")
     p.add_argument("--repeats", type=int, default=10, help="timed steps per mode")
@@ -80,6 +83,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     horizons = [int(h) for h in args.horizons.split(",")]
     gm = GlobalModel.from_pretrained(args.global_model, device="cpu")
+    if args.min_change >= 0:
+        gm.sampler = EulerSampler(**{**gm.sampler.config(), "min_change": args.min_change})
     _, episodes = load_split(args.data, "val")
     starts = open_loop_starts(episodes, args.starts, max(horizons), gm.context, args.seed)
     shipped = gm.sampler
@@ -89,10 +94,12 @@ def main(argv=None) -> None:
         logs = open_loop_eval(gm, episodes, starts, 0, args.seed, horizons=horizons)
         row = {f"mse_h{h}": logs[f"mse_h{h}"] for h in horizons}
         row.update({f"mse_changed_h{h}": logs[f"mse_changed_h{h}"] for h in horizons})
+        row.update({f"bias_h{h}": logs[f"bias_h{h}"] for h in horizons})
         if not isinstance(sampler, MeanOfDraws):
             row["env_steps_per_s"] = time_model(gm, args.batch, sampler.num_steps, args.repeats)["env_steps_per_s"]
         rows[name] = row
         print(f"{name:12} " + "  ".join(f"h{h} mse {row[f'mse_h{h}']:.5f}" for h in horizons)
+              + f"  (h{max(horizons)} bias {row[f'bias_h{max(horizons)}']:+.4f})"
               + (f"  {row['env_steps_per_s']:.0f} env steps/s (batch {args.batch})" if "env_steps_per_s" in row else ""),
               flush=True)
     gm.sampler = shipped

@@ -239,7 +239,8 @@ def open_loop_starts(episodes: list[dict], n: int, horizon: int, context: int, s
 @torch.no_grad()
 def open_loop_eval(model: GlobalModel, episodes: list[dict], starts, num_steps: int, seed: int,
                    horizons=HORIZONS) -> dict[str, float]:
-    """Roll the model open loop with the true actions; MSE / PSNR at each horizon vs copying frame t."""
+    """Roll the model open loop with the true actions; MSE / PSNR at each horizon vs copying frame t, and the
+    mean frame bias (model - truth)."""
     task, K, H = model.task, model.context, max(horizons)
     dev = model.device
     obs, act, truth, last = [], [], [], []
@@ -272,6 +273,7 @@ def open_loop_eval(model: GlobalModel, episodes: list[dict], starts, num_steps: 
             logs[f"psnr_copy_h{h}"] = 10 * math.log10(4.0 / max(mse_copy, 1e-10))
             logs[f"mse_changed_h{h}"] = ((nxt - true).pow(2).mean(1) * changed).sum().item() / n_ch
             logs[f"mse_changed_copy_h{h}"] = ((last - true).pow(2).mean(1) * changed).sum().item() / n_ch
+            logs[f"bias_h{h}"] = (nxt - true).mean().item()  # a drifting colour (e.g. darkening) shows here
     return logs
 
 
