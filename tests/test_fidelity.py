@@ -189,3 +189,11 @@ def test_cli_train_probe_and_eval_fidelity(tiny_dataset, tmp_path):
     res = json.loads((out / "fidelity.json").read_text())
     assert set(res["model"]) == {"1", "2"} and "probe_heldout" in res
     assert (out / "fidelity.md").exists() and (out / "rollouts.mp4").exists()
+    # the sampler's min_change can be overridden for the evaluation (and is recorded); a bad value is an error
+    assert main(["eval-fidelity", "--model", str(model_dir), "--probe", str(probe_dir), "--data", str(tiny_dataset),
+                 "--out", str(out), "--horizons", "1", "--starts-per-episode", "1", "--video-rollouts", "0",
+                 "--threads", "1", "--progress", "false", "--min-change", "0.05"]) == 0
+    assert json.loads((out / "fidelity.json").read_text())["settings"]["min_change"] == 0.05
+    with pytest.raises(SystemExit, match="min_change"):
+        main(["eval-fidelity", "--model", str(model_dir), "--probe", str(probe_dir), "--data", str(tiny_dataset),
+              "--out", str(out), "--horizons", "1", "--min-change", "3", "--progress", "false"])
