@@ -273,6 +273,10 @@ def test_train_global_smoke(tiny_dataset, tmp_path):
     assert after.denoiser.config.block_out_channels == before.denoiser.config.block_out_channels
     for k, v in before.state_dict().items():
         torch.testing.assert_close(after.state_dict()[k], v)
+    # the run remembers that it fine-tunes a trained model (its EMA keeps the full decay, also when resumed)
+    load = lambda d: torch.load(tmp_path / d / "checkpoint.pt", weights_only=False)  # noqa: E731
+    assert load("fine")["fine_tune"] and not load("run")["fine_tune"]
+    assert after.sampler.min_change == before.sampler.min_change  # sampler settings come with --init-from
     with pytest.raises(ValueError, match="--init-from starts a new run"):
         train(TrainGlobalArgs(**{**vars(fine), "resume": True}))
     # --reward-only: a model saved with fewer reward labels gets a new reward model, its denoiser unchanged
