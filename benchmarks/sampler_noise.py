@@ -55,9 +55,7 @@ class MeanOfDraws(EulerSampler):
 
 
 def samplers(base: EulerSampler, draws: list[int]) -> dict[str, EulerSampler]:
-    cfg = base.config()
-    modes = {"one_draw": EulerSampler(**{**cfg, "antithetic": False}),
-             "antithetic": EulerSampler(**{**cfg, "antithetic": True})}
+    modes = {"one_draw": base.replace(antithetic=False), "antithetic": base.replace(antithetic=True)}
     modes.update({f"mean_of_{n}": MeanOfDraws(base, n) for n in draws})
     return modes
 
@@ -84,7 +82,7 @@ def main(argv=None) -> None:
     horizons = [int(h) for h in args.horizons.split(",")]
     gm = GlobalModel.from_pretrained(args.global_model, device="cpu")
     if args.min_change >= 0:
-        gm.sampler = EulerSampler(**{**gm.sampler.config(), "min_change": args.min_change})
+        gm.sampler = gm.sampler.replace(min_change=args.min_change)
     _, episodes = load_split(args.data, "val")
     starts = open_loop_starts(episodes, args.starts, max(horizons), gm.context, args.seed)
     shipped = gm.sampler

@@ -47,7 +47,6 @@ import torch
 
 from .cliargs import add_dataclass_arguments, arg
 from .data import context_indices, frames_to_tensor, load_split, tensor_to_frames
-from .models.sampler import EulerSampler
 from .models.state_probe import StateProbe, angle_error_deg, state_errors
 from .pusht import GOAL_POSE, TaskSpec, coverage_reward
 
@@ -446,10 +445,10 @@ def run_eval_fidelity(args: FidelityArgs) -> dict[str, Any]:
         if args.antithetic not in ("model", "on", "off"):
             raise SystemExit(f"wm-gym eval-fidelity: error: --antithetic must be on, off or model, got {args.antithetic!r}")
         if args.antithetic != "model":
-            model.sampler.antithetic = args.antithetic == "on"
+            model.sampler = model.sampler.replace(antithetic=args.antithetic == "on")
         if args.min_change >= 0:
             try:
-                model.sampler = EulerSampler(**{**model.sampler.config(), "min_change": args.min_change})
+                model.sampler = model.sampler.replace(min_change=args.min_change)
             except ValueError as e:
                 raise SystemExit(f"wm-gym eval-fidelity: error: --{e}") from e
     probe = StateProbe.from_pretrained(args.probe, low_cpu_mem_usage=False)

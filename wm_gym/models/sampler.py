@@ -76,6 +76,11 @@ class EulerSampler:
         return {"num_steps": self.num_steps, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max,
                 "rho": self.rho, "antithetic": self.antithetic, "min_change": self.min_change}
 
+    def replace(self, **changes) -> "EulerSampler":
+        """A copy with some constructor arguments changed (validated as in ``__init__``), e.g.
+        ``sampler.replace(min_change=0.0)``."""
+        return EulerSampler(**{**self.config(), **changes})
+
     def sigmas(self, num_steps: int | None = None, device=None) -> torch.Tensor:
         return karras_sigmas(num_steps or self.num_steps, self.sigma_min, self.sigma_max, self.rho, device)
 
