@@ -390,7 +390,7 @@ class FidelityArgs:
     starts_per_episode: int = arg(4, "open-loop rollouts per episode")
     num_steps: int = arg(0, "sampler steps per world-model step (0: the model's default)")
     antithetic: str = arg("model", "antithetic noise pairs in the sampler: 'on', 'off' or 'model' (the model's setting)")
-    min_change: float = arg(-1.0, "the sampler's min_change (predicted changes below it are set to 0; "
+    min_change: float = arg(-1.0, "the sampler's min_change (predicted changes of at most it are set to 0; "
                                   "-1: the model's setting)")
     precision: str = arg("float32", "the global model's arithmetic: float32, bfloat16 (autocast) or auto")
     batch_size: int = arg(64, "rollouts stepped together")

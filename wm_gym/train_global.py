@@ -84,7 +84,7 @@ class TrainGlobalArgs:
         "help": "save the model with a one-draw sampler instead of the antithetic pair (eps and -eps averaged, "
                 "which cancels the 1-step sampler's noise leak: benchmarks/sampler_noise.py)"})
     sampler_min_change: float = field(default=0.05, metadata={
-        "help": "the saved sampler's min_change: predicted changes below it (every channel) are set to 0, so "
+        "help": "the saved sampler's min_change: predicted changes of at most it (every channel) are set to 0, so "
                 "static pixels stay static over a rollout (EulerSampler; 0: off)"})
     sampler_sigma_frac: float = field(default=0.5, metadata={
         "help": "fraction of each batch trained at the sampler's first noise level sigma_max (the only level "

@@ -43,6 +43,13 @@ def depth_to_space(x: torch.Tensor, r: int) -> torch.Tensor:
     return x.reshape(B, c, r, r, H, W).permute(0, 1, 4, 2, 5, 3).reshape(B, c, H * r, W * r)
 
 
+def changed_pixels(delta: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Where a frame change ``delta`` (B, C, H, W) is a change: (B, 1, H, W) booleans, True where some
+    channel moves by more than ``threshold``. The denoiser's loss up-weights these pixels
+    (``change_threshold``) and the sampler keeps only these of its prediction (``EulerSampler.min_change``)."""
+    return delta.abs().amax(dim=1, keepdim=True) > threshold
+
+
 @dataclass
 class Preconditioning:
     """EDM's scalings for a batch of noise levels, each (B, 1, 1, 1) (``c_noise`` is (B,))."""
@@ -235,7 +242,7 @@ class Denoiser(ModelMixin, ConfigMixin):
         self._check(obs, act)
         B = obs.shape[0]
         delta = self.delta_of(obs, next_obs)
-        changed = delta.abs().amax(dim=1, keepdim=True) > cfg.change_threshold
+        changed = changed_pixels(delta, cfg.change_threshold)
         weight = 1.0 + cfg.change_weight * changed.float()
 
         if cfg.context_noise_max > 0:
