@@ -42,7 +42,7 @@ import torch
 
 from .io import atomic_save_pretrained, atomic_torch_save
 from .data import DatasetError, TransitionDataset, context_indices, frames_to_tensor
-from .models.denoiser import Denoiser
+from .models.denoiser import Denoiser, changed_pixels
 from .models.global_model import GlobalModel, precision_context, resolve_precision
 from .models.reward_model import RewardModel
 from .models.sampler import EulerSampler
@@ -265,7 +265,7 @@ def open_loop_eval(model: GlobalModel, episodes: list[dict], starts, num_steps: 
             true = truth[:, h - 1]
             mse = (nxt - true).pow(2).mean().item()
             mse_copy = (last - true).pow(2).mean().item()
-            changed = ((last - true).abs().amax(1) > 0.05).float()
+            changed = changed_pixels(true - last, model.denoiser.config.change_threshold)[:, 0].float()
             n_ch = max(1.0, changed.sum().item())
             logs[f"mse_h{h}"] = mse
             logs[f"mse_copy_h{h}"] = mse_copy
