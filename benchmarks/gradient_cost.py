@@ -14,7 +14,9 @@ Memory is what autograd keeps for the backward pass (every tensor saved for back
 storage, actor weights excluded: the activations a gradient method costs beyond the models), plus the
 process's peak growth (``ru_maxrss`` on CPU, ``max_memory_allocated`` on CUDA; each method runs in its
 own process). Reports whole-update time, backward-only time, memory and the cosine of each gradient to
-the BPTT-through-diffusion gradient.
+the BPTT-through-diffusion gradient. Times are the median of ``--repeats`` updates after ``--warmup`` untimed
+ones: a process's first differentiated global rollout is ~10x slower than the next ones (allocator and kernel
+set-up), a one-off cost that an RL run pays once, so it is reported apart as ``first_update_s``.
 
 ``--precision bfloat16`` runs the global model under bfloat16 autocast for both methods that use it (FoG's
 no-grad rollout and BPTT's differentiated one, whose backward then runs in bfloat16 too).
@@ -32,6 +34,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch; see wm_gym/
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -104,46 +107,73 @@ def _peak_bytes(device: torch.device) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def run_method(method: str, args) -> dict:
-    from wm_gym.envs import WorldModel, WorldModelSimulator
+def _one_update(method: str, wm, args, device: torch.device, record_saved: bool = False):
+    """One policy update from the same seeded starts: (forward s, backward s, objective, grad, saved MB)."""
+    from wm_gym.envs import WorldModelSimulator
 
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    wm = WorldModel.load(args.checkpoint, device)
     sim = WorldModelSimulator(wm, args.num_envs, args.reward_type, max_episode_steps=10**9, precision=args.precision)
     sim.seed([args.seed + i for i in range(args.num_envs)])
     sim.reset_envs(range(args.num_envs))
     actor = make_actor(wm.latent_dim, args.seed).to(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats(device)
-    base = _peak_bytes(device)
     saved: dict[int, int] = {}  # storage pointer -> bytes of every tensor autograd keeps for the backward
 
     def pack(x):
         saved[x.untyped_storage().data_ptr()] = x.untyped_storage().nbytes()
         return x
 
-    hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x)
-    hooks.__enter__()
+    hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x) if record_saved else None
+    if hooks is not None:
+        hooks.__enter__()
+    _sync(device)
     t0 = time.perf_counter()
     J = policy_objective(method, sim, actor, wm, args.reward_type, args.horizon, args.sampler_steps,
                          precision=args.precision)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    _sync(device)
     t1 = time.perf_counter()
-    hooks.__exit__(None, None, None)
+    if hooks is not None:
+        hooks.__exit__(None, None, None)
     params = {p.untyped_storage().data_ptr() for p in actor.parameters()}
-    actor.zero_grad()
     (-J).backward()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    _sync(device)
     t2 = time.perf_counter()
     grad = torch.cat([p.grad.flatten() for p in actor.parameters()]).cpu()
-    return {"method": method, "update_s": t2 - t0, "forward_s": t1 - t0, "backward_s": t2 - t1,
-            "saved_for_backward_mb": sum(b for k, b in saved.items() if k not in params) / 2**20,
+    saved_mb = sum(b for k, b in saved.items() if k not in params) / 2**20
+    return t1 - t0, t2 - t1, float(J.detach()), grad, saved_mb
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_method(method: str, args) -> dict:
+    """``args.warmup`` untimed updates (the first one records what autograd saves), then ``args.repeats`` timed
+    ones; times are their medians. The first update of a process is much slower than the next ones for the
+    differentiated global rollout (allocator and kernel set-up: ~35 s vs ~3 s for BPTT's forward on this CPU),
+    so it is reported apart (``first_update_s``) and never used as the update's cost."""
+    from wm_gym.envs import WorldModel
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    wm = WorldModel.load(args.checkpoint, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    base = _peak_bytes(device)
+    fwd, bwd, first = [], [], None
+    for i in range(args.warmup + args.repeats):
+        f, b, objective, grad, saved_mb = _one_update(method, wm, args, device, record_saved=(i == 0))
+        if i == 0:
+            first, saved_first = f + b, saved_mb
+        if i >= args.warmup:
+            fwd.append(f)
+            bwd.append(b)
+    fwd_s, bwd_s = statistics.median(fwd), statistics.median(bwd)
+    upd = statistics.median(f + b for f, b in zip(fwd, bwd))
+    return {"method": method, "update_s": upd, "forward_s": fwd_s, "backward_s": bwd_s,
+            "update_s_all": [f + b for f, b in zip(fwd, bwd)], "first_update_s": first,
+            "saved_for_backward_mb": saved_first,
             "peak_mem_mb": (_peak_bytes(device) - (0 if device.type == "cuda" else base)) / 2**20,
-            "objective": float(J.detach())}, grad
+            "objective": objective}, grad
 
 
 def main() -> None:
@@ -157,13 +187,17 @@ def main() -> None:
     p.add_argument("--reward-type", default="dense")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--precision", default="float32", help="the global model's arithmetic: float32, bfloat16, auto")
-    p.add_argument("--smoke", action="store_true", help="N=2, H=2")
+    p.add_argument("--warmup", type=int, default=1, help="untimed updates first (the first one of a process is slow)")
+    p.add_argument("--repeats", type=int, default=5, help="timed updates; the table shows their median")
+    p.add_argument("--smoke", action="store_true", help="N=2, H=2, 1 warm-up, 1 repeat")
     p.add_argument("--method", default=None, help=argparse.SUPPRESS)  # worker mode
     p.add_argument("--grad-out", default=None, help=argparse.SUPPRESS)
     p.add_argument("--json-out", default=None, help="also write the results here")
     args = p.parse_args()
+    if args.warmup < 0 or args.repeats < 1:
+        p.error(f"--warmup must be >= 0 and --repeats >= 1, got {args.warmup} and {args.repeats}")
     if args.smoke:
-        args.num_envs, args.horizon = 2, 2
+        args.num_envs, args.horizon, args.warmup, args.repeats = 2, 2, 1, 1
     if args.method:
         res, grad = run_method(args.method, args)
         torch.save(grad, args.grad_out)
@@ -174,7 +208,7 @@ def main() -> None:
         grads = {}
         for m in METHODS:
             cmd = [sys.executable, __file__, "--method", m, "--grad-out", f"{d}/{m}.pt"]
-            for k in ("num_envs", "horizon", "device", "threads", "reward_type", "seed", "precision"):
+            for k in ("num_envs", "horizon", "device", "threads", "reward_type", "seed", "precision", "warmup", "repeats"):
                 cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
             if args.checkpoint:
                 cmd += ["--checkpoint", args.checkpoint]
@@ -192,7 +226,7 @@ def main() -> None:
             results[m]["cosine_to_bptt"] = float(torch.nn.functional.cosine_similarity(g, ref, dim=0))
             results[m]["norm_ratio_to_bptt"] = float(g.norm() / ref.norm().clamp_min(1e-30))
     summary = {"num_envs": args.num_envs, "horizon": args.horizon, "device": args.device, "threads": args.threads,
-               "precision": args.precision, "methods": results}
+               "precision": args.precision, "warmup": args.warmup, "repeats": args.repeats, "methods": results}
     if "update_s" in results.get("bptt_diffusion", {}) and "update_s" in results.get("fog", {}):
         b, f = results["bptt_diffusion"], results["fog"]
         summary["bptt_over_fog_update_time"] = b["update_s"] / f["update_s"]

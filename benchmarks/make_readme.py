@@ -149,15 +149,18 @@ def section() -> str:
         if not gc:
             out.append("not run yet" if name == "gradient_cost.json" else "")
             continue
+        timing = (f"median of {gc['repeats']} updates after {gc['warmup']} untimed" if "repeats" in gc
+                  else "one cold update per method")
         out.append(f"N = {gc['num_envs']} envs, H = {gc['horizon']} steps, {gc['device']}, {gc['threads']} threads, "
-                   f"global model in {gc.get('precision', 'float32')}.\n")
-        out.append("| method | whole update s | backward s | saved for backward MB | cosine to BPTT-through-diffusion |")
-        out.append("|---|---|---|---|---|")
+                   f"global model in {gc.get('precision', 'float32')}; times: {timing}.\n")
+        out.append("| method | whole update s | backward s | first update of the process s | saved for backward MB "
+                   "| cosine to BPTT-through-diffusion |")
+        out.append("|---|---|---|---|---|---|")
         for m, r in gc["methods"].items():
             if "error" in r:
-                out.append(f"| {m} | failed: {r['error']} | | | |")
+                out.append(f"| {m} | failed: {r['error']} | | | | |")
             else:
-                out.append(f"| {m} | {_f(r['update_s'])} | {_f(r['backward_s'], 3)} | "
+                out.append(f"| {m} | {_f(r['update_s'])} | {_f(r['backward_s'], 3)} | {_f(r.get('first_update_s'))} | "
                            f"{_f(r['saved_for_backward_mb'], 1)} | {_f(r.get('cosine_to_bptt'))} |")
         if "bptt_over_fog_update_time" in gc:
             out.append(f"\nBPTT-through-diffusion / FoG: whole update {gc['bptt_over_fog_update_time']:.1f}x, "

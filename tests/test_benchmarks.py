@@ -28,6 +28,8 @@ def test_gradient_cost_smoke(tiny_checkpoint):
     assert set(res["methods"]) == {"bptt_diffusion", "fog", "surrogate"}
     for m in res["methods"].values():
         assert "error" not in m and m["update_s"] > 0
+        # timed after an untimed warm-up update; the first (cold) one is reported apart
+        assert len(m["update_s_all"]) == res["repeats"] == 1 and m["first_update_s"] > 0
     # FoG's forward value is the global model's: same objective as BPTT through diffusion
     assert res["methods"]["fog"]["objective"] == pytest.approx(res["methods"]["bptt_diffusion"]["objective"], rel=1e-4)
 
@@ -224,3 +226,9 @@ def test_ground_truth_eval_smoke(tiny_policy, tmp_path):
     assert {"fog", "fog_untrained", "fog_sampled", "fog_untrained_sampled", "random",
             "scripted_privileged"} <= set(res)
     assert all(0 <= r["mean_max_coverage"] <= 1 for k, r in res.items() if k != "settings")
+
+
+def test_gradient_cost_rejects_no_timed_update():
+    out = subprocess.run([sys.executable, "benchmarks/gradient_cost.py", "--repeats", "0"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "--repeats" in out.stderr
