@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -121,17 +122,14 @@ def _one_update(method: str, wm, args, device: torch.device, record_saved: bool 
         saved[x.untyped_storage().data_ptr()] = x.untyped_storage().nbytes()
         return x
 
-    hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x) if record_saved else None
-    if hooks is not None:
-        hooks.__enter__()
+    recording = torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x) if record_saved else nullcontext()
     _sync(device)
     t0 = time.perf_counter()
-    J = policy_objective(method, sim, actor, wm, args.reward_type, args.horizon, args.sampler_steps,
-                         precision=args.precision)
-    _sync(device)
+    with recording:
+        J = policy_objective(method, sim, actor, wm, args.reward_type, args.horizon, args.sampler_steps,
+                             precision=args.precision)
+        _sync(device)
     t1 = time.perf_counter()
-    if hooks is not None:
-        hooks.__exit__(None, None, None)
     params = {p.untyped_storage().data_ptr() for p in actor.parameters()}
     (-J).backward()
     _sync(device)
@@ -149,8 +147,8 @@ def _sync(device: torch.device) -> None:
 def run_method(method: str, args) -> dict:
     """``args.warmup`` untimed updates (the first one records what autograd saves), then ``args.repeats`` timed
     ones; times are their medians. The first update of a process is much slower than the next ones for the
-    differentiated global rollout (allocator and kernel set-up: ~35 s vs ~3 s for BPTT's forward on this CPU),
-    so it is reported apart (``first_update_s``) and never used as the update's cost."""
+    differentiated global rollout (allocator and kernel set-up: a BPTT update took 43 s, then ~9 s, in float32 on
+    the README's CPU), so it is reported apart (``first_update_s``) and never used as the update's cost."""
     from wm_gym.envs import WorldModel
 
     torch.set_num_threads(args.threads)
@@ -159,19 +157,18 @@ def run_method(method: str, args) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     base = _peak_bytes(device)
-    fwd, bwd, first = [], [], None
+    fwd, bwd = [], []
     for i in range(args.warmup + args.repeats):
         f, b, objective, grad, saved_mb = _one_update(method, wm, args, device, record_saved=(i == 0))
         if i == 0:
-            first, saved_first = f + b, saved_mb
+            first_update_s, saved_for_backward_mb = f + b, saved_mb
         if i >= args.warmup:
             fwd.append(f)
             bwd.append(b)
-    fwd_s, bwd_s = statistics.median(fwd), statistics.median(bwd)
-    upd = statistics.median(f + b for f, b in zip(fwd, bwd))
-    return {"method": method, "update_s": upd, "forward_s": fwd_s, "backward_s": bwd_s,
-            "update_s_all": [f + b for f, b in zip(fwd, bwd)], "first_update_s": first,
-            "saved_for_backward_mb": saved_first,
+    updates = [f + b for f, b in zip(fwd, bwd)]
+    return {"method": method, "update_s": statistics.median(updates), "forward_s": statistics.median(fwd),
+            "backward_s": statistics.median(bwd), "update_s_all": updates, "first_update_s": first_update_s,
+            "saved_for_backward_mb": saved_for_backward_mb,
             "peak_mem_mb": (_peak_bytes(device) - (0 if device.type == "cuda" else base)) / 2**20,
             "objective": objective}, grad
 
