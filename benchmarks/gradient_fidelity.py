@@ -17,6 +17,9 @@ Along global-model rollouts from held-out dataset contexts (under the dataset's 
   backwards ``lambda_k = drdz_k + lambda_{k+1} dfdz_k``, ``g_k = drda_k + lambda_{k+1} dfda_k``;
 * ``latent``: plain backprop through the surrogate's own latent rollout from ``z_0`` (for contrast);
 
+references ``global-autograd, contact`` / ``, no contact`` and ``truth, contact`` repeat the comparison on the
+starts whose real episode has agent-block contact in the window / has none;
+
 per start state: cosine and norm ratio |g| / |g_ref| of the (H x m) gradient, for H in ``--horizons``,
 for every reward label. Actions are normalised to [-1, 1].
 
@@ -201,7 +204,8 @@ def fidelity(gm, sur, frames, prev, actions, horizons, eps, seed, sampler_steps=
     much of the global gradient is noise: a deterministic surrogate cannot follow that part), and the
     reference ``global-autograd, mean of S noises`` is the noise-averaged gradient at the same starts.
 
-    ``out`` (a dict), if given, receives the reference gradient under ``"ref"``.
+    ``out`` (a dict), if given, receives the reference gradient under ``"ref"``, the surrogate's contexts along
+    the global rollout under ``"ctx"`` and, with ``autograd``, the exact gradient under ``"autograd"``.
     """
     L = max(horizons)
     actions = actions[:, :L]
@@ -215,6 +219,8 @@ def fidelity(gm, sur, frames, prev, actions, horizons, eps, seed, sampler_steps=
         extra["fd(2eps)"] = reference_gradient(gm, checkpoints, actions, 2 * eps, gen, sampler_steps, horizons)
     Ks, P = sur.config.context, frames.shape[1]
     ctx = torch.stack([hist[:, P + k - Ks: P + k] for k in range(L)], 1)
+    if out is not None:
+        out["ctx"] = ctx
     rows = surrogate_rows(sur, ctx, actions, ref, horizons, "global", extra)
     if autograd:
         exact = autograd_reference(gm, frames, prev, actions, seed, horizons, sampler_steps)
@@ -417,11 +423,16 @@ def main(argv=None) -> None:
         rows += fidelity(gm, sur, w.frames.to(dev), w.prev.to(dev), w.actions.to(dev), horizons, args.eps, args.seed,
                          args.sampler_steps or None, args.eps_check, out=extra, autograd=not args.no_autograd,
                          noise_seeds=args.noise_seeds)
+    contact = torch.from_numpy(w.contact)
+    if "autograd" in extra and contact.any() and not contact.all():
+        # where does the surrogate disagree with the global model: with the block in play or in free motion?
+        for name, sel in (("global-autograd, contact", contact), ("global-autograd, no contact", ~contact)):
+            rows += surrogate_rows(sur, extra["ctx"][sel], w.actions[sel], extra["autograd"][sel], horizons, name,
+                                   {"global-fd": extra["ref"][sel]})
     if args.truth:
         ref = truth_reference(w.episodes, w.starts, w.task, horizons, args.eps)
         g_fd = {"global-fd": extra["ref"]} if "ref" in extra else {}  # the global model's own gradient vs the truth
         rows += surrogate_rows(sur, w.ctx, w.actions, ref, horizons, "truth", g_fd)
-        contact = torch.from_numpy(w.contact)
         if contact.any():
             rows += surrogate_rows(sur, w.ctx[contact], w.actions[contact], ref[contact], horizons, "truth, contact",
                                    {k: v[contact] for k, v in g_fd.items()})
