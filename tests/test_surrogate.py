@@ -283,6 +283,26 @@ def test_train_is_deterministic_and_resumes(tiny_dataset, tmp_path):
     assert logs3["step"] == 5 and (tmp_path / "a" / "metrics.json").exists() and (tmp_path / "a" / "tb").is_dir()
 
 
+def test_contact_windows_and_contact_fraction(tiny_dataset, tmp_path):
+    from wm_gym.data import load_split
+    from wm_gym.train_surrogate import WindowBank, train
+
+    meta, eps = load_split(tiny_dataset, "all")
+    bank = WindowBank.from_episodes(eps, TaskSpec.from_dict(meta["task"]), pad=1)
+    H = 3
+    item, t = bank.contact_starts(H)
+    # exactly the windows that fit the episode and have contact at some step, by brute force
+    expected = {(i, s) for i, ep in enumerate(eps) for s in range(len(ep["actions"]) - H + 1)
+                if ep["contact"][s:s + H].any()}
+    assert set(zip(item.tolist(), t.tolist())) == expected and expected  # the tiny episodes do touch the block
+    logs = train(tiny_args(tiny_dataset, tmp_path / "c", steps=3, contact_fraction=0.5))
+    assert np.isfinite(logs["loss"])
+    with pytest.raises(ValueError, match="contact_fraction"):
+        train(tiny_args(tiny_dataset, tmp_path / "bad", steps=1, contact_fraction=1.5))
+    no_contact = [{**ep, "contact": np.zeros_like(ep["contact"])} for ep in eps]
+    assert len(WindowBank.from_episodes(no_contact, TaskSpec.from_dict(meta["task"]), pad=1).contact_starts(H)[0]) == 0
+
+
 def test_train_mixes_global_model_rollouts(tiny_dataset, tmp_path):
     from wm_gym.train_surrogate import WindowBank, train
 

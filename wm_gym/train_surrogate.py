@@ -21,6 +21,10 @@ linearised at the states the global model visits, so it is trained on them too. 
 true state; their rewards / success are the global model's. The rollouts fill a ring buffer that is
 refreshed every ``--gm-refresh-every`` steps.
 
+``--contact-fraction F`` draws that fraction of the real windows of each batch from windows in which the agent
+touches the block (the rest uniformly): contact is where the surrogate's action derivatives are weakest
+(``benchmarks/gradient_fidelity.py``, rows ``global-autograd, contact``).
+
 With ``--gradient-coef C`` (and a global model) the surrogate's *derivatives* are also fitted to the global
 model's (Sobolev training, Czarnecki et al. 2017, https://arxiv.org/abs/1706.04859): at contexts of the
 global rollouts, central finite differences of one global step under common noise give ``d r / d a`` for
@@ -88,6 +92,8 @@ class TrainSurrogateArgs:
     dynamics_layers: int = arg(1, "hidden layers of the dynamics MLP")
     reward_hidden: int = arg(256, "width of the reward MLP")
     # global-model rollouts
+    contact_fraction: float = arg(0.0, "fraction of the real windows of each batch drawn from windows with "
+                                  "agent-block contact (0: uniform over all windows)")
     gm_fraction: float = arg(0.25, "fraction of each batch taken from global-model rollouts")
     gm_horizon: int = arg(16, "length of each global-model rollout")
     gm_rollouts: int = arg(8, "rollouts generated per refresh")
@@ -148,8 +154,9 @@ class WindowBank:
 
     Item i holds ``frames`` (pad + L + 1, 3, H, W) uint8 (``pad`` context frames before step 0), ``act``
     (pad + L, m) normalised (``act[pad + t]`` is the action at step t), ``rew`` (L, R), ``succ`` (L,)
-    (success of frame t+1), ``state`` (L + 1, F) and ``length`` (valid steps). A window at step t covers
-    contexts for steps t..t+H, actions, rewards and successes of steps t..t+H-1 and states t..t+H.
+    (success of frame t+1), ``state`` (L + 1, F), ``contact`` (L,) agent-block contact at step t (real
+    episodes) and ``length`` (valid steps). A window at step t covers contexts for steps t..t+H, actions,
+    rewards and successes of steps t..t+H-1 and states t..t+H.
     """
 
     def __init__(self, capacity: int, steps: int, pad: int, image_size: int, num_rewards: int, action_dim: int):
@@ -161,6 +168,7 @@ class WindowBank:
         self.succ = torch.zeros(capacity, steps)
         self.state = torch.zeros(capacity, steps + 1, STATE_DIM)
         self.has_state = torch.zeros(capacity, dtype=torch.bool)
+        self.contact = torch.zeros(capacity, steps, dtype=torch.bool)
         self.length = torch.zeros(capacity, dtype=torch.long)
         self.size, self.cursor = 0, 0
 
@@ -178,6 +186,8 @@ class WindowBank:
             bank.succ[i, :T] = torch.from_numpy((ep["coverage"][1:] > 0.95).astype(np.float32))
             bank.state[i, :T + 1] = torch.from_numpy(state_features(ep["states"], task))
             bank.has_state[i] = True
+            if "contact" in ep:
+                bank.contact[i, :T] = torch.from_numpy(np.asarray(ep["contact"][:T], bool))
             bank.length[i] = T
         bank.size = len(episodes)
         return bank
@@ -190,6 +200,14 @@ class WindowBank:
         item = rng.choice(self.size, size=n, p=counts / counts.sum())
         t = np.floor(rng.random(n) * counts[item]).astype(np.int64)
         return torch.from_numpy(item), torch.from_numpy(t)
+
+    def contact_starts(self, horizon: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every (item, t) whose window of ``horizon`` steps has agent-block contact at some step."""
+        c = self.contact[: self.size].float()
+        any_contact = torch.nn.functional.max_pool1d(c[:, None], horizon, 1)[:, 0] > 0  # (n, L - H + 1)
+        valid = torch.arange(any_contact.shape[1]) <= (self.length[: self.size, None] - horizon)
+        item, t = torch.nonzero(any_contact & valid, as_tuple=True)
+        return item, t
 
     def windows(self, item: torch.Tensor, t: torch.Tensor, context: int, horizon: int) -> dict[str, torch.Tensor]:
         """Gather windows: obs (n, H+1, K, 3, S, S) in [-1, 1], act (n, H, m), rew (n, H, R), succ (n, H),
@@ -448,9 +466,9 @@ def train(args: TrainSurrogateArgs, global_model=None) -> dict[str, float]:
     for name in ("data", "out"):
         if not getattr(args, name):
             raise ValueError(f"{name} is required (--{name} DIR)")
-    if args.horizon < 1 or args.batch_size < 1 or not 0 <= args.gm_fraction < 1:
-        raise ValueError(f"need horizon >= 1, batch_size >= 1, 0 <= gm_fraction < 1 (got {args.horizon}, "
-                         f"{args.batch_size}, {args.gm_fraction})")
+    if args.horizon < 1 or args.batch_size < 1 or not 0 <= args.gm_fraction < 1 or not 0 <= args.contact_fraction <= 1:
+        raise ValueError(f"need horizon >= 1, batch_size >= 1, 0 <= gm_fraction < 1, 0 <= contact_fraction <= 1 "
+                         f"(got {args.horizon}, {args.batch_size}, {args.gm_fraction}, {args.contact_fraction})")
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -476,6 +494,12 @@ def train(args: TrainSurrogateArgs, global_model=None) -> dict[str, float]:
     val_bank = WindowBank.from_episodes(val_eps, task, pad)
     del train_eps, val_eps
     image_size = train_bank.frames.shape[-1]
+    contact_item = contact_t = None
+    if args.contact_fraction > 0:
+        contact_item, contact_t = train_bank.contact_starts(args.horizon)
+        if len(contact_item) == 0:
+            raise ValueError(f"--contact-fraction {args.contact_fraction}: no training window of {args.horizon} steps "
+                             f"has agent-block contact in {args.data} (collected without contact labels?); use 0")
     vi, vt = val_bank.sample_starts(args.eval_windows, args.horizon, np.random.default_rng(args.seed + 1))
     val_batch = val_bank.windows(vi, vt, args.context, args.horizon)
     gm_bank = gm_rng = gm_gen = None
@@ -555,7 +579,12 @@ def train(args: TrainSurrogateArgs, global_model=None) -> dict[str, float]:
                                          gm_gen, args.gm_sampler_steps))
             gm_seconds += time.time() - tg
         n_real = args.batch_size - (n_gm if use_gm and gm_bank.size else 0)
-        batch = train_bank.windows(*train_bank.sample_starts(n_real, args.horizon, rng), args.context, args.horizon)
+        n_contact = int(round(n_real * args.contact_fraction)) if contact_item is not None else 0
+        item, t = train_bank.sample_starts(n_real - n_contact, args.horizon, rng)
+        if n_contact:
+            pick = torch.from_numpy(rng.integers(0, len(contact_item), n_contact))
+            item, t = torch.cat([item, contact_item[pick]]), torch.cat([t, contact_t[pick]])
+        batch = train_bank.windows(item, t, args.context, args.horizon)
         if n_real < args.batch_size:
             batch = cat_windows(batch, gm_bank.windows(*gm_bank.sample_starts(args.batch_size - n_real, args.horizon,
                                                                               rng), args.context, args.horizon))
