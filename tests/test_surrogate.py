@@ -295,6 +295,7 @@ def test_contact_windows_and_contact_fraction(tiny_dataset, tmp_path):
     expected = {(i, s) for i, ep in enumerate(eps) for s in range(len(ep["actions"]) - H + 1)
                 if ep["contact"][s:s + H].any()}
     assert set(zip(item.tolist(), t.tolist())) == expected and expected  # the tiny episodes do touch the block
+    assert len(bank.contact_starts(bank.steps + 1)[0]) == 0  # longer than any episode: no window, no error
     logs = train(tiny_args(tiny_dataset, tmp_path / "c", steps=3, contact_fraction=0.5))
     assert np.isfinite(logs["loss"])
     with pytest.raises(ValueError, match="contact_fraction"):

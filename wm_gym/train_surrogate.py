@@ -70,6 +70,8 @@ class TrainSurrogateArgs:
     device: str = arg("cpu", "torch device (cpu, cuda, ...)")
     # optimisation
     batch_size: int = arg(32, "windows per step")
+    contact_fraction: float = arg(0.0, "fraction of the real windows of each batch drawn from windows with "
+                                  "agent-block contact (0: uniform over all windows)")
     horizon: int = arg(5, "steps H of the multi-step losses")
     rho: float = arg(0.5, "weight decay per step of the multi-step losses")
     lr: float = arg(1e-3, "AdamW learning rate")
@@ -92,8 +94,6 @@ class TrainSurrogateArgs:
     dynamics_layers: int = arg(1, "hidden layers of the dynamics MLP")
     reward_hidden: int = arg(256, "width of the reward MLP")
     # global-model rollouts
-    contact_fraction: float = arg(0.0, "fraction of the real windows of each batch drawn from windows with "
-                                  "agent-block contact (0: uniform over all windows)")
     gm_fraction: float = arg(0.25, "fraction of each batch taken from global-model rollouts")
     gm_horizon: int = arg(16, "length of each global-model rollout")
     gm_rollouts: int = arg(8, "rollouts generated per refresh")
@@ -204,6 +204,8 @@ class WindowBank:
     def contact_starts(self, horizon: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Every (item, t) whose window of ``horizon`` steps has agent-block contact at some step."""
         c = self.contact[: self.size].float()
+        if horizon > c.shape[1]:  # no window fits
+            return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
         any_contact = torch.nn.functional.max_pool1d(c[:, None], horizon, 1)[:, 0] > 0  # (n, L - H + 1)
         valid = torch.arange(any_contact.shape[1]) <= (self.length[: self.size, None] - horizon)
         item, t = torch.nonzero(any_contact & valid, as_tuple=True)
