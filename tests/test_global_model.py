@@ -321,6 +321,42 @@ def test_loss_takes_given_noise_levels():
     assert sig.min() >= den.config.train_sigma_min and sig.max() <= den.config.train_sigma_max
 
 
+def test_frame_loss_sees_the_predicted_frame_and_its_gradient_reaches_the_denoiser():
+    den = tiny_denoiser(context_noise_max=0.0)
+    obs, act = context_batch(B=4)
+    batch = {"obs": obs, "act": act, "next_obs": obs[:, -1].roll(1, dims=-1)}
+    seen = {}
+
+    def frame_loss(frame, sigma):
+        seen["frame"], seen["sigma"] = frame, sigma
+        return (frame - batch["next_obs"]).pow(2).mean(), {"loss_extra": 1.0}
+
+    sigma = torch.full((4,), 5.0)
+    torch.manual_seed(0)
+    plain = den.loss(batch, sigma)[0]
+    torch.manual_seed(0)
+    loss, logs = den.loss(batch, sigma, frame_loss=frame_loss)
+    assert seen["frame"].shape == (4, 3, S, S) and seen["frame"].abs().max() <= 1 and seen["sigma"] is sigma
+    assert logs["loss_extra"] == 1.0 and loss > plain
+    (g,) = torch.autograd.grad(loss - plain, den.unet.conv_out.weight)
+    assert g.abs().sum() > 0
+
+
+def test_train_global_probe_loss(tiny_dataset, tmp_path):
+    from wm_gym.models.state_probe import StateProbe
+    from wm_gym.train_global import TrainGlobalArgs, train
+
+    StateProbe(image_size=S, widths=(8, 8, 8), hidden=16).save_pretrained(tmp_path / "probe")
+    args = TrainGlobalArgs(data=str(tiny_dataset), out=str(tmp_path / "run"), steps=3, batch_size=4, context=K,
+                           widths="8,16", eval_every=3, eval_starts=2, goal_frames=12, goal_batch=2,
+                           val_fraction=0.34, quiet=True, threads=1, eval_horizons="1,4",
+                           probe_loss=str(tmp_path / "probe"), sampler_sigma_frac=0.5)
+    logs = train(args)
+    assert logs["step"] == 3
+    with pytest.raises(FileNotFoundError, match="train-probe"):
+        train(TrainGlobalArgs(**{**vars(args), "out": str(tmp_path / "bad"), "probe_loss": str(tmp_path / "none")}))
+
+
 def test_learning_rate_schedule():
     from wm_gym.train_global import TrainGlobalArgs, learning_rate
 

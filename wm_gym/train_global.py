@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -96,6 +97,14 @@ class TrainGlobalArgs:
     goal_batch: int = field(default=16, metadata={"help": "near-goal frames per reward-model step"})
     self_forcing: float = field(default=0.5, metadata={
         "help": "fraction of each batch whose last context frame is the model's own 1-step prediction"})
+    probe_loss: str = field(default="", metadata={
+        "help": "a state probe directory (wm-gym train-probe): add its error on the denoiser's predicted next frames "
+                "(agent xy, block xy, angle read off them vs the true next state) to the loss, at the noise levels "
+                "of --probe-loss-sigma and above; judge fidelity with a different probe (another --seed)"})
+    probe_loss_weight: float = field(default=1.0, metadata={"help": "weight of the --probe-loss term"})
+    probe_loss_sigma: float = field(default=0.0, metadata={
+        "help": "the --probe-loss term covers the samples at noise levels of at least this (0: the sampler's "
+                "sigma_max, the one level a 1-step sampler uses)"})
     eval_every: int = field(default=1000, metadata={"help": "validate every N steps"})
     eval_starts: int = field(default=48, metadata={"help": "open-loop rollouts per validation"})
     eval_horizons: str = field(default="1,4,16,64", metadata={
@@ -139,7 +148,7 @@ class WindowBatcher:
     """Random training windows, gathered in one vectorised indexing per batch.
 
     Yields the items of :class:`wm_gym.data.TransitionDataset` (``obs``, ``act``, ``next_obs``, ``rew``,
-    ``success``) batched, from the episodes concatenated in memory (per-item indexing is too slow here).
+    ``success``, ``next_state``) batched, from the episodes concatenated in memory (per-item indexing is too slow here).
     """
 
     def __init__(self, episodes: list[dict], task: TaskSpec, context: int, extra: int = 0):
@@ -148,6 +157,7 @@ class WindowBatcher:
         self.actions = np.concatenate([task.normalize_action(ep["actions"]).astype(np.float32) for ep in episodes])
         self.rew = np.concatenate([np.stack([ep["reward_" + r] for r in task.reward_types], -1) for ep in episodes])
         self.success = np.concatenate([ep["coverage"] > SUCCESS_THRESHOLD for ep in episodes]).astype(np.float32)
+        self.states = np.concatenate([ep["states"] for ep in episodes]).astype(np.float32)  # frame-aligned
         self.frame_start = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
         self.act_start = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         self.ep = np.repeat(np.arange(len(episodes)), lengths)
@@ -171,6 +181,7 @@ class WindowBatcher:
             "next_obs": frames_to_tensor(self.frames[self.frame_start[e] + t + 1]),
             "rew": torch.from_numpy(self.rew[self.act_start[e] + t]),
             "success": torch.from_numpy(self.success[self.frame_start[e] + t + 1]),
+            "next_state": torch.from_numpy(self.states[self.frame_start[e] + t + 1]),
         }
 
     def __call__(self, batch_size: int, seed: int):
@@ -326,6 +337,32 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
             pe.lerp_(pm, 1.0 - decay)
 
 
+def make_probe_loss(args: TrainGlobalArgs, sampler: EulerSampler, device):
+    """The ``--probe-loss`` term: ``frame_loss(frame, sigma, next_state)`` for :meth:`Denoiser.loss`.
+
+    A frozen :class:`~wm_gym.models.state_probe.StateProbe` reads agent xy, block xy and angle off the predicted
+    frames; its loss against the true next state (positions in [-1, 1] units, cos/sin of the angle) weights
+    the few pixels that say where the T is and how it is turned, which the pixel loss spreads thin.
+    """
+    from .models.state_probe import StateProbe
+
+    try:
+        probe = StateProbe.from_pretrained(args.probe_loss).to(device).eval().requires_grad_(False)
+    except (OSError, ValueError, EnvironmentError) as e:
+        raise FileNotFoundError(f"--probe-loss {args.probe_loss}: not a state probe directory ({e}); train one with "
+                                "`wm-gym train-probe --data DIR --out DIR --seed 1`") from e
+    level = args.probe_loss_sigma or sampler.sigma_max
+
+    def frame_loss(frame, sigma, next_state):
+        sel = sigma >= level * (1 - 1e-6)
+        if not bool(sel.any()):
+            return frame.new_zeros(()), {}
+        loss, logs = probe.loss(frame[sel], next_state[sel])
+        return args.probe_loss_weight * loss, {"loss_probe": logs["loss"]}
+
+    return frame_loss
+
+
 # ---------------------------------------------------------------------------------------------------
 # training
 # ---------------------------------------------------------------------------------------------------
@@ -422,6 +459,7 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
     sampler = EulerSampler(num_steps=args.sampler_steps, antithetic=not args.sampler_one_draw,
                            min_change=args.sampler_min_change)
     ema_model = GlobalModel(ema_den, ema_rm, task, sampler)
+    probe_frame_loss = make_probe_loss(args, sampler, device) if args.probe_loss and not args.reward_only else None
     writer = SummaryWriter(str(out / "tb"))
     (out / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2))
 
@@ -480,8 +518,13 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
             if args.sampler_sigma_frac > 0:
                 sigma = den.sample_training_sigma(args.batch_size, device)
                 sigma[: int(round(args.sampler_sigma_frac * args.batch_size))] = sampler.sigma_max
+            frame_loss = None
+            if probe_frame_loss is not None:
+                if sigma is None:
+                    sigma = den.sample_training_sigma(args.batch_size, device)
+                frame_loss = functools.partial(probe_frame_loss, next_state=batch["next_state"])
             with precision_context(precision, device):
-                loss, train_logs = den.loss(batch, sigma)
+                loss, train_logs = den.loss(batch, sigma, frame_loss=frame_loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(den.parameters(), args.grad_clip)

@@ -225,14 +225,18 @@ class Denoiser(ModelMixin, ConfigMixin):
         log_sigma = torch.randn(n, device=device) * cfg.train_sigma_scale + cfg.train_sigma_loc
         return log_sigma.exp().clamp(cfg.train_sigma_min, cfg.train_sigma_max)
 
-    def loss(self, batch: dict[str, torch.Tensor],
-             sigma: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: dict[str, torch.Tensor], sigma: torch.Tensor | None = None,
+             frame_loss=None) -> tuple[torch.Tensor, dict[str, float]]:
         """EDM loss on a batch with ``obs`` (B,K,C,H,W), ``act`` (B,K,A), ``next_obs`` (B,C,H,W).
 
         ``sigma`` (B,) gives the noise levels; by default they are drawn log-normal (``train_sigma_*``).
         A few-step sampler only ever calls the denoiser at its schedule's levels, and a 1-step sampler
         only at ``sigma_max``, a level the log-normal draws rarely reach: the trainer puts part of each
         batch there (``wm-gym train-global --sampler-sigma-frac``).
+
+        ``frame_loss(frame, sigma) -> (loss, logs)``, if given, is added: a loss on the predicted next
+        frames (B,C,H,W) (the denoised change on the clean last context frame, clamped to [-1, 1]; differentiable)
+        at their noise levels, e.g. a frozen state probe's error on them (``wm-gym train-global --probe-loss``).
 
         Returns ``(loss, logs)``; the loss is EDM's weighted denoising error (the error of F against
         its effective target, which equals ``lambda(sigma) * |D - delta|^2``) times the change weights.
@@ -259,8 +263,8 @@ class Denoiser(ModelMixin, ConfigMixin):
         target = (delta - p.c_skip * noisy) / p.c_out
         err = (model_out - target).pow(2)
         loss = (weight * err).mean()
+        denoised = p.c_skip * noisy + p.c_out * model_out
         with torch.no_grad():
-            denoised = p.c_skip * noisy + p.c_out * model_out
             d_err = (denoised - delta).pow(2).mean(dim=1, keepdim=True)
             logs = {
                 "loss_denoising": loss.item(),
@@ -268,6 +272,10 @@ class Denoiser(ModelMixin, ConfigMixin):
                 "mse_delta_changed": (d_err * changed).sum().item() / max(1.0, changed.sum().item()),
                 "frac_changed": changed.float().mean().item(),
             }
+        if frame_loss is not None:
+            extra, extra_logs = frame_loss(self.frame_of(batch["obs"], denoised), sigma)
+            loss = loss + extra
+            logs.update(extra_logs)
         return loss, logs
 
     def _check(self, obs: torch.Tensor, act: torch.Tensor) -> None:
