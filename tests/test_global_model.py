@@ -355,6 +355,9 @@ def test_train_global_probe_loss(tiny_dataset, tmp_path):
     assert logs["step"] == 3
     with pytest.raises(FileNotFoundError, match="train-probe"):
         train(TrainGlobalArgs(**{**vars(args), "out": str(tmp_path / "bad"), "probe_loss": str(tmp_path / "none")}))
+    StateProbe(image_size=64, widths=(8, 8, 8), hidden=16).save_pretrained(tmp_path / "probe64")
+    with pytest.raises(ValueError, match="64x64 frames, the data has 32x32"):
+        train(TrainGlobalArgs(**{**vars(args), "out": str(tmp_path / "bad64"), "probe_loss": str(tmp_path / "probe64")}))
 
 
 def test_learning_rate_schedule():

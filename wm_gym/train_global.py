@@ -337,7 +337,7 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
             pe.lerp_(pm, 1.0 - decay)
 
 
-def make_probe_loss(args: TrainGlobalArgs, sampler: EulerSampler, device):
+def make_probe_loss(args: TrainGlobalArgs, task: TaskSpec, sampler: EulerSampler, device):
     """The ``--probe-loss`` term: ``frame_loss(frame, sigma, next_state)`` for :meth:`Denoiser.loss`.
 
     A frozen :class:`~wm_gym.models.state_probe.StateProbe` reads agent xy, block xy and angle off the predicted
@@ -351,6 +351,9 @@ def make_probe_loss(args: TrainGlobalArgs, sampler: EulerSampler, device):
     except (OSError, ValueError, EnvironmentError) as e:
         raise FileNotFoundError(f"--probe-loss {args.probe_loss}: not a state probe directory ({e}); train one with "
                                 "`wm-gym train-probe --data DIR --out DIR --seed 1`") from e
+    if probe.config.image_size != task.image_size:
+        raise ValueError(f"--probe-loss {args.probe_loss} reads {probe.config.image_size}x{probe.config.image_size} "
+                         f"frames, the data has {task.image_size}x{task.image_size}: train a probe on this dataset")
     level = args.probe_loss_sigma or sampler.sigma_max
 
     def frame_loss(frame, sigma, next_state):
@@ -459,7 +462,7 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
     sampler = EulerSampler(num_steps=args.sampler_steps, antithetic=not args.sampler_one_draw,
                            min_change=args.sampler_min_change)
     ema_model = GlobalModel(ema_den, ema_rm, task, sampler)
-    probe_frame_loss = make_probe_loss(args, sampler, device) if args.probe_loss and not args.reward_only else None
+    probe_frame_loss = make_probe_loss(args, task, sampler, device) if args.probe_loss and not args.reward_only else None
     writer = SummaryWriter(str(out / "tb"))
     (out / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2))
 
