@@ -100,7 +100,8 @@ class TrainGlobalArgs:
     probe_loss: str = field(default="", metadata={
         "help": "a state probe directory (wm-gym train-probe): add its error on the denoiser's predicted next frames "
                 "(agent xy, block xy, angle read off them vs the true next state) to the loss, at the noise levels "
-                "of --probe-loss-sigma and above; judge fidelity with a different probe (another --seed)"})
+                "of --probe-loss-sigma and above; judge fidelity with a different probe (another --seed) and "
+                "benchmarks/block_iou.py (study: benchmarks/results/global_probe_loss/README.md)"})
     probe_loss_weight: float = field(default=1.0, metadata={"help": "weight of the --probe-loss term"})
     probe_loss_sigma: float = field(default=0.0, metadata={
         "help": "the --probe-loss term covers the samples at noise levels of at least this (0: the sampler's "

@@ -1,0 +1,132 @@
+"""Probe-free check of open-loop fidelity: the block's pixels, generated vs true frame (IoU, and the pose their moments give).
+
+``wm-gym eval-fidelity`` judges generated frames with a learned state probe. A global model trained with a
+probe's error in its loss (``wm-gym train-global --probe-loss``) could learn what fools probes rather than
+where the block is, so this reads the block off the frames by its colour alone (Push-T draws the T in
+light slate grey; a pixel within ``--tol`` of one of its two shades is "block") and compares the masks of
+generated and true frames, on the same held-out starts as eval-fidelity (its ``choose_starts``, seed 0,
+4 per validation episode). Copy-last (the frame at t0 for every horizon) is the baseline.
+
+    python benchmarks/block_iou.py --models wm_gym/assets/pusht/global_model,runs/ft_probe/global_model \
+        --data data/pusht64 --json OUT.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+BLOCK_RGB = np.array([[119, 136, 153], [143, 163, 184]], np.float32)  # gym-pusht's T: fill and lighter edge
+
+
+def block_mask(frames_uint8: np.ndarray, tol: float) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, H, W) bool: pixels within ``tol`` (RGB distance) of a block shade."""
+    d = np.linalg.norm(frames_uint8[..., None, :].astype(np.float32) - BLOCK_RGB, axis=-1).min(-1)
+    return d < tol
+
+
+def mask_pose(mask: np.ndarray, workspace: float = 512.0) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid (N, 2) in workspace px and principal-axis orientation (N,) in degrees mod 180 of each mask
+    (image moments: the T's two principal moments differ, so the axis turns with the block)."""
+    N, H, W = mask.shape
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float64) + 0.5
+    m = mask.reshape(N, -1).astype(np.float64)
+    n = np.maximum(m.sum(1), 1.0)
+    cx, cy = (m * xs.ravel()).sum(1) / n, (m * ys.ravel()).sum(1) / n
+    dx, dy = xs.ravel()[None] - cx[:, None], ys.ravel()[None] - cy[:, None]
+    mu20, mu02, mu11 = (m * dx * dx).sum(1) / n, (m * dy * dy).sum(1) / n, (m * dx * dy).sum(1) / n
+    theta = np.degrees(0.5 * np.arctan2(2 * mu11, mu20 - mu02)) % 180.0
+    return np.stack([cx, cy], 1) * workspace / W, theta
+
+
+def axis_error_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Difference of two orientations mod 180, in [0, 90]."""
+    d = np.abs(a - b) % 180.0
+    return np.minimum(d, 180.0 - d)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    inter = (a & b).reshape(len(a), -1).sum(1)
+    union = (a | b).reshape(len(a), -1).sum(1)
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+
+def main(argv=None) -> None:
+    from wm_gym.data import load_split, tensor_to_frames
+    from wm_gym.fidelity import MOVED_DEG, MOVED_PX, choose_starts, rollout_model
+    from wm_gym.models.global_model import GlobalModel
+    from wm_gym.models.state_probe import angle_error_deg
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", required=True, help="GlobalModel directories joined by commas")
+    p.add_argument("--data", required=True, help="dataset; its validation split is used")
+    p.add_argument("--horizons", default="1,4,16,64")
+    p.add_argument("--starts-per-episode", type=int, default=4)
+    p.add_argument("--tol", type=float, default=30.0, help="RGB distance to a block shade that counts as block")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", help="write the table's numbers here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    horizons = [int(h) for h in args.horizons.split(",")]
+    _, eps = load_split(args.data, "val")
+    starts = choose_starts(eps, horizons, args.starts_per_episode, args.seed)
+    ep_len = np.array([len(eps[e]["actions"]) for e in starts.episode])
+    truth = {h: np.stack([eps[e]["frames"][min(t + h, ep_len[i])] for i, (e, t) in enumerate(zip(starts.episode, starts.t0))])
+             for h in [0] + horizons}
+    states = {h: np.stack([eps[e]["states"][min(t + h, ep_len[i])] for i, (e, t) in enumerate(zip(starts.episode, starts.t0))])
+              for h in [0] + horizons}
+    masks = {h: block_mask(v, args.tol) for h, v in truth.items()}
+    rows = {}
+    for h in horizons:
+        valid = starts.t0 + h <= ep_len
+        moved = (np.linalg.norm(states[h][:, 2:4] - states[0][:, 2:4], axis=1) > MOVED_PX) | \
+                (angle_error_deg(states[h][:, 4], states[0][:, 4]) > MOVED_DEG)
+        rows.setdefault("copy_last", {})[h] = _stats(masks[0], masks[h], valid, moved)
+    for path in args.models.split(","):
+        t0 = time.time()
+        gm = GlobalModel.from_pretrained(path)
+        gen = torch.Generator().manual_seed(args.seed)
+        out = rollout_model(gm, eps, starts, horizons, generator=gen, progress=False)
+        for h in horizons:
+            valid = starts.t0 + h <= ep_len
+            moved = (np.linalg.norm(states[h][:, 2:4] - states[0][:, 2:4], axis=1) > MOVED_PX) | \
+                    (angle_error_deg(states[h][:, 4], states[0][:, 4]) > MOVED_DEG)
+            pred = block_mask(tensor_to_frames(out["frames"][h]), args.tol)
+            rows.setdefault(path, {})[h] = _stats(pred, masks[h], valid, moved)
+        print(f"{path}: {time.time() - t0:.0f} s")
+    print(f"\nblock-pixel IoU, generated vs true frame ({len(starts.t0)} rollouts; moving: the true block moved)\n")
+    print("| model | " + " | ".join(f"h={h} all / moving" for h in horizons) + " |")
+    print("|---|" + "---|" * len(horizons))
+    for name, r in rows.items():
+        print(f"| {name} | " + " | ".join(f"{r[h]['all']:.3f} / {r[h]['moving']:.3f}" for h in horizons) + " |")
+    print("\nthe block's pose from the same masks (centroid px of 512 / principal-axis angle deg mod 180), all rollouts; "
+          "moving in brackets\n")
+    print("| model | " + " | ".join(f"h={h}" for h in horizons) + " |")
+    print("|---|" + "---|" * len(horizons))
+    for name, r in rows.items():
+        print(f"| {name} | " + " | ".join(f"{r[h]['centroid_px']:.1f} / {r[h]['axis_deg']:.1f} ({r[h]['centroid_px_moving']:.1f} / "
+                                          f"{r[h]['axis_deg_moving']:.1f})" for h in horizons) + " |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "rows": {k: {str(h): v for h, v in r.items()} for k, r in rows.items()}}, f,
+                      indent=2)
+
+
+def _stats(pred: np.ndarray, true: np.ndarray, valid: np.ndarray, moved: np.ndarray) -> dict:
+    v = iou(pred, true)
+    (pc, pa), (tc, ta) = mask_pose(pred), mask_pose(true)
+    pos, ang = np.linalg.norm(pc - tc, axis=1), axis_error_deg(pa, ta)
+    mv = valid & moved
+    return {"all": float(v[valid].mean()), "moving": float(v[mv].mean()), "n": int(valid.sum()),
+            "n_moving": int(mv.sum()), "centroid_px": float(pos[valid].mean()),
+            "centroid_px_moving": float(pos[mv].mean()), "axis_deg": float(ang[valid].mean()),
+            "axis_deg_moving": float(ang[mv].mean())}
+
+
+if __name__ == "__main__":
+    main()
