@@ -241,13 +241,14 @@ def test_block_iou_smoke_and_the_mask_pose_turns_with_the_block(tiny_checkpoint,
     from wm_gym.pusht import PushTGroundTruth
 
     gt = PushTGroundTruth(image_size=64)
-    shots = [gt.reset(state=np.array([100.0, 100.0, 300.0, 300.0, a])) for a in np.linspace(0.2, 1.4, 7)]
+    shots = [gt.reset(seed=0, state=np.array([100.0, 100.0, 300.0, 300.0, a])) for a in np.linspace(0.2, 1.4, 7)]
     gt.close()
     frames, true = np.stack([f for f, _ in shots]), np.array([info["state"][4] for _, info in shots])
     centre, axis = mask_pose(block_mask(frames, 30.0))
-    # the principal axis follows the block's angle (one fixed offset), to a few degrees of 64x64 pixels
+    # the principal axis follows the block's angle (one fixed offset), to a few degrees: at 64x64 the T's arm is
+    # ~10 px long, so one pixel at its tip is ~6 deg (the span of the 7 angles is 69 deg)
     offsets = (axis - np.degrees(true)) % 180.0
-    assert float(axis_error_deg(offsets, np.full_like(offsets, np.median(offsets))).max()) < 6.0
+    assert float(axis_error_deg(offsets, np.full_like(offsets, np.median(offsets))).max()) < 8.0
     assert np.linalg.norm(centre - centre.mean(0), axis=1).max() < 40  # turned about a point near the centroid
     _run(["benchmarks/block_iou.py", "--models", str(tiny_checkpoint / "global_model"), "--data", str(tiny_dataset),
           "--horizons", "1,4", "--starts-per-episode", "2", "--threads", "1", "--json", str(tmp_path / "b.json")])
