@@ -57,9 +57,8 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def main(argv=None) -> None:
     from wm_gym.data import load_split, tensor_to_frames
-    from wm_gym.fidelity import MOVED_DEG, MOVED_PX, choose_starts, rollout_model
+    from wm_gym.fidelity import block_moved, choose_starts, rollout_model, truth_at
     from wm_gym.models.global_model import GlobalModel
-    from wm_gym.models.state_probe import angle_error_deg
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", required=True, help="GlobalModel directories joined by commas")
@@ -76,28 +75,19 @@ def main(argv=None) -> None:
     _, eps = load_split(args.data, "val")
     starts = choose_starts(eps, horizons, args.starts_per_episode, args.seed)
     ep_len = np.array([len(eps[e]["actions"]) for e in starts.episode])
-    truth = {h: np.stack([eps[e]["frames"][min(t + h, ep_len[i])] for i, (e, t) in enumerate(zip(starts.episode, starts.t0))])
-             for h in [0] + horizons}
-    states = {h: np.stack([eps[e]["states"][min(t + h, ep_len[i])] for i, (e, t) in enumerate(zip(starts.episode, starts.t0))])
-              for h in [0] + horizons}
+    truth = {h: truth_at(eps, starts, ep_len, h, "frames") for h in [0] + horizons}
+    state0 = truth_at(eps, starts, ep_len, 0, "states")
+    valid = {h: starts.t0 + h <= ep_len for h in horizons}
+    moved = {h: block_moved(state0, truth_at(eps, starts, ep_len, h, "states")) for h in horizons}
     masks = {h: block_mask(v, args.tol) for h, v in truth.items()}
-    rows = {}
-    for h in horizons:
-        valid = starts.t0 + h <= ep_len
-        moved = (np.linalg.norm(states[h][:, 2:4] - states[0][:, 2:4], axis=1) > MOVED_PX) | \
-                (angle_error_deg(states[h][:, 4], states[0][:, 4]) > MOVED_DEG)
-        rows.setdefault("copy_last", {})[h] = _stats(masks[0], masks[h], valid, moved)
+    rows = {"copy_last": {h: _stats(masks[0], masks[h], valid[h], moved[h]) for h in horizons}}
     for path in args.models.split(","):
         t0 = time.time()
         gm = GlobalModel.from_pretrained(path)
         gen = torch.Generator().manual_seed(args.seed)
         out = rollout_model(gm, eps, starts, horizons, generator=gen, progress=False)
-        for h in horizons:
-            valid = starts.t0 + h <= ep_len
-            moved = (np.linalg.norm(states[h][:, 2:4] - states[0][:, 2:4], axis=1) > MOVED_PX) | \
-                    (angle_error_deg(states[h][:, 4], states[0][:, 4]) > MOVED_DEG)
-            pred = block_mask(tensor_to_frames(out["frames"][h]), args.tol)
-            rows.setdefault(path, {})[h] = _stats(pred, masks[h], valid, moved)
+        rows[path] = {h: _stats(block_mask(tensor_to_frames(out["frames"][h]), args.tol), masks[h], valid[h], moved[h])
+                      for h in horizons}
         print(f"{path}: {time.time() - t0:.0f} s")
     print(f"\nblock-pixel IoU, generated vs true frame ({len(starts.t0)} rollouts; moving: the true block moved)\n")
     print("| model | " + " | ".join(f"h={h} all / moving" for h in horizons) + " |")

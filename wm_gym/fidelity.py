@@ -195,6 +195,19 @@ def _frame_metrics(probe: StateProbe, pred: torch.Tensor, true: torch.Tensor, st
 MOVED_PX, MOVED_DEG = 4.0, 2.0
 
 
+def block_moved(state0: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """(N,) whether the true block moved from ``state0`` to ``state`` (by > MOVED_PX or > MOVED_DEG): the
+    rollouts of the ``*_moving`` metrics."""
+    err = state_errors(state0, state)
+    return (err["block_px"] > MOVED_PX) | (err["angle_deg"] > MOVED_DEG)
+
+
+def truth_at(episodes: list[dict], starts: Starts, ep_len: np.ndarray, h: int, key: str) -> np.ndarray:
+    """``episodes[e][key]`` at t0 + h of every start (clipped to the episode's last frame)."""
+    t = np.minimum(starts.t0 + h, ep_len)
+    return np.stack([episodes[e][key][ti] for e, ti in zip(starts.episode, t)])
+
+
 def _summary(values: dict[str, np.ndarray], mask: np.ndarray, moving: np.ndarray) -> dict[str, float]:
     def mean(v, m):
         return float(np.mean(v[m])) if m.any() else float("nan")
@@ -258,8 +271,7 @@ def evaluate_fidelity(global_model, probe: StateProbe, data_root: str | Path, ho
 
     # truth at every horizon
     def truth(h: int, key: str) -> np.ndarray:
-        t = np.minimum(starts.t0 + h, ep_len)
-        return np.stack([eps[e][key][ti] for e, ti in zip(starts.episode, t)])
+        return truth_at(eps, starts, ep_len, h, key)
 
     def label(h: int, r: str) -> np.ndarray:  # reward of the step into frame t0+h (h >= 1)
         t = np.clip(starts.t0 + h - 1, 0, ep_len - 1)
@@ -284,8 +296,7 @@ def evaluate_fidelity(global_model, probe: StateProbe, data_root: str | Path, ho
         del result["model"]
     for h in horizons:
         mask = starts.t0 + h <= ep_len
-        moved = state_errors(state0, truth(h, "states"))
-        moving = (moved["block_px"] > MOVED_PX) | (moved["angle_deg"] > MOVED_DEG)
+        moving = block_moved(state0, truth(h, "states"))
         true_frames = frames_to_tensor(truth(h, "frames"))
         state = truth(h, "states")
         cov_rew = coverage_reward(truth(h, "coverage")) if is_pusht else None

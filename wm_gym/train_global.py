@@ -349,7 +349,7 @@ def make_probe_loss(args: TrainGlobalArgs, task: TaskSpec, sampler: EulerSampler
 
     try:
         probe = StateProbe.from_pretrained(args.probe_loss).to(device).eval().requires_grad_(False)
-    except (OSError, ValueError, EnvironmentError) as e:
+    except (OSError, ValueError) as e:
         raise FileNotFoundError(f"--probe-loss {args.probe_loss}: not a state probe directory ({e}); train one with "
                                 "`wm-gym train-probe --data DIR --out DIR --seed 1`") from e
     if probe.config.image_size != task.image_size:
@@ -522,10 +522,8 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
             if args.sampler_sigma_frac > 0:
                 sigma = den.sample_training_sigma(args.batch_size, device)
                 sigma[: int(round(args.sampler_sigma_frac * args.batch_size))] = sampler.sigma_max
-            frame_loss = None
+            frame_loss = None  # (Denoiser.loss hands it the noise levels it draws when sigma is None)
             if probe_frame_loss is not None:
-                if sigma is None:
-                    sigma = den.sample_training_sigma(args.batch_size, device)
                 frame_loss = functools.partial(probe_frame_loss, next_state=batch["next_state"])
             with precision_context(precision, device):
                 loss, train_logs = den.loss(batch, sigma, frame_loss=frame_loss)
