@@ -379,3 +379,42 @@ def test_eval_horizons_parse():
     for bad in ("", "a,b", "0,4"):
         with pytest.raises(ValueError, match="--eval-horizons"):
             TrainGlobalArgs(eval_horizons=bad).horizons
+
+
+def test_self_forced_context_ends_in_the_models_own_rollout():
+    """Window j's last depths[j] frames are the model's rollout from the real frames before them, on the recorded
+    actions; windows past the forced ones keep the real frames; the context is the last K frames and actions."""
+    from wm_gym.train_global import self_forced_context
+
+    model, N, B = tiny_model(), 3, 5
+    g = torch.Generator().manual_seed(1)
+    obs = torch.rand(B, K + N, 3, S, S, generator=g) * 2 - 1
+    act = torch.rand(B, K + N, 2, generator=g) * 2 - 1
+    sampler = EulerSampler(num_steps=1, antithetic=True)  # deterministic: the mean of eps and -eps is 0-noise
+    sampler.sample = lambda den, o, a, num_steps=None: sampler.integrate(den, o, a, torch.zeros_like(o[:, 0]), 1)
+    depths = torch.tensor([1, 3, 2])
+    ctx, ctx_act = self_forced_context(model.denoiser, sampler, obs, act, depths)
+    assert ctx.shape == (B, K, 3, S, S) and torch.equal(ctx_act, act[:, N:])
+    torch.testing.assert_close(ctx[3:], obs[3:, N:], rtol=0, atol=0)
+    for j, d in enumerate(depths.tolist()):
+        frames = list(obs[j, : K + N - d])  # real up to the rollout's start
+        for t in range(K + N - d, K + N):
+            o = torch.stack(frames[-K:])[None]
+            frames.append(sampler.sample(model.denoiser, o, act[j, t - K: t][None])[0])
+        torch.testing.assert_close(ctx[j], torch.stack(frames[-K:]))
+        assert not torch.allclose(ctx[j, -1], obs[j, -1])
+        if d < K:
+            torch.testing.assert_close(ctx[j, : K - d], obs[j, N: N + K - d], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="depths must lie in 1..3"):
+        self_forced_context(model.denoiser, sampler, obs, act, torch.tensor([4]))
+
+
+def test_train_global_multi_step_self_forcing(tiny_dataset, tmp_path):
+    from wm_gym.train_global import TrainGlobalArgs, train
+
+    args = TrainGlobalArgs(data=str(tiny_dataset), out=str(tmp_path / "run"), steps=3, batch_size=4, context=K,
+                           widths="8,16", eval_every=3, eval_starts=2, goal_frames=12, goal_batch=2,
+                           val_fraction=0.34, quiet=True, threads=1, eval_horizons="1,4", self_forcing_steps=3)
+    assert train(args)["step"] == 3
+    with pytest.raises(ValueError, match="--self-forcing-steps must be at least 1"):
+        train(TrainGlobalArgs(**{**vars(args), "out": str(tmp_path / "bad"), "self_forcing_steps": 0}))

@@ -96,7 +96,11 @@ class TrainGlobalArgs:
     goal_frames: int = field(default=6000, metadata={"help": "near-goal frames rendered for the reward model (pusht)"})
     goal_batch: int = field(default=16, metadata={"help": "near-goal frames per reward-model step"})
     self_forcing: float = field(default=0.5, metadata={
-        "help": "fraction of each batch whose last context frame is the model's own 1-step prediction"})
+        "help": "fraction of each batch whose last context frame(s) are the model's own predictions"})
+    self_forcing_steps: int = field(default=1, metadata={
+        "help": "the self-forced windows end in a rollout of the model of 1..N steps (uniform per window) from the "
+                "real frames before it, so the model learns to repair the errors a rollout of that length piles "
+                "up (costs N extra batched samplings per step; study: benchmarks/results/global_self_forcing/)"})
     probe_loss: str = field(default="", metadata={
         "help": "a state probe directory (wm-gym train-probe): add its error on the denoiser's predicted next frames "
                 "(agent xy, block xy, angle read off them vs the true next state) to the loss, at the noise levels "
@@ -323,6 +327,38 @@ def export_model(model: GlobalModel, out: Path) -> None:
     atomic_save_pretrained(model, out / "global_model")
 
 
+def self_forced_context(den: Denoiser, sampler: EulerSampler, obs: torch.Tensor, act: torch.Tensor,
+                        depths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Self-forcing (scheduled sampling over a rollout): training windows whose context ends in the model's own
+    predictions, so the delta target (the true next frame) also teaches it to repair its rollout errors.
+
+    ``obs`` (B, K + N, C, H, W) and ``act`` (B, K + N, A) are windows N steps longer than the context;
+    ``depths`` (F,) holds 1..N for the first F windows. Window i's last ``depths[i]`` frames are replaced by a
+    1-step-sampler rollout of ``den`` from the real frames before them, on the recorded actions; the other
+    windows keep the real frames. Returns the (B, K, ...) context frames and actions.
+    """
+    K = den.config["context"]
+    N = obs.shape[1] - K
+    if N < 0 or act.shape[1] != obs.shape[1]:
+        raise ValueError(f"self-forcing needs windows of K + N >= {K} frames and as many actions, got "
+                         f"{tuple(obs.shape)} and {tuple(act.shape)}")
+    F = len(depths)
+    if F and not (1 <= int(depths.min()) and int(depths.max()) <= N):
+        raise ValueError(f"self-forcing depths must lie in 1..{N} (the windows' extra frames), got "
+                         f"{int(depths.min())}..{int(depths.max())}")
+    if F == 0:
+        return obs[:, N:], act[:, N:]
+    depths = depths.to(obs.device)
+    ctx = obs[:F, :K]
+    for i in range(N):  # step i predicts window frame K + i; window j joins once N - i <= depths[j]
+        frame = obs[:F, K + i].clone()
+        rolling = depths >= N - i
+        if bool(rolling.any()):
+            frame[rolling] = sampler.sample(den, ctx[rolling], act[:F][rolling, i: i + K], num_steps=1).to(obs.dtype)
+        ctx = torch.cat([ctx[:, 1:], frame[:, None]], 1)
+    return torch.cat([ctx, obs[F:, N:]]), act[:, N:]
+
+
 def learning_rate(args: TrainGlobalArgs, step: int) -> float:
     """Linear warm-up, constant, then (with ``lr_decay_start``) linear decay to ``lr_final`` at ``steps``."""
     lr = args.lr * min(1.0, (step + 1) / args.warmup_steps)
@@ -493,7 +529,9 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
         return logs
 
     # -- loop ---------------------------------------------------------------------------------------
-    extra = 1 if args.self_forcing > 0 and not args.reward_only else 0
+    if args.self_forcing_steps < 1:
+        raise ValueError(f"--self-forcing-steps must be at least 1, got {args.self_forcing_steps}")
+    extra = args.self_forcing_steps if args.self_forcing > 0 and not args.reward_only else 0
     if args.reward_only:
         args.steps = args.reward_steps
     batches = WindowBatcher(train_set.episodes, task, args.context, extra)(args.batch_size, args.seed + step)
@@ -508,13 +546,10 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
         batch = {k: v.to(device) for k, v in next(batches).items()}
         train_logs: dict[str, float] = {}
         if extra:
-            # self-forcing (scheduled sampling): the last context frame of n_forced windows is the model's
-            # own 1-step prediction of it, so the delta target also repairs the model's artifacts
-            obs, act = batch["obs"][:, 1:].clone(), batch["act"][:, 1:]
+            depths = (torch.from_numpy(rng.integers(1, extra + 1, size=n_forced)) if extra > 1
+                      else torch.ones(n_forced, dtype=torch.long))
             with torch.no_grad(), precision_context(precision, device):
-                obs[:n_forced, -1] = sampler.sample(den, batch["obs"][:n_forced, :-1], batch["act"][:n_forced, :-1],
-                                                    num_steps=1).float()
-            batch["obs"], batch["act"] = obs, act
+                batch["obs"], batch["act"] = self_forced_context(den, sampler, batch["obs"], batch["act"], depths)
         if not args.reward_only:
             for g in opt.param_groups:
                 g["lr"] = learning_rate(args, step)
