@@ -296,9 +296,9 @@ def evaluate_fidelity(global_model, probe: StateProbe, data_root: str | Path, ho
         del result["model"]
     for h in horizons:
         mask = starts.t0 + h <= ep_len
-        moving = block_moved(state0, truth(h, "states"))
-        true_frames = frames_to_tensor(truth(h, "frames"))
         state = truth(h, "states")
+        moving = block_moved(state0, state)
+        true_frames = frames_to_tensor(truth(h, "frames"))
         cov_rew = coverage_reward(truth(h, "coverage")) if is_pusht else None
         preds = {"copy_last": copy_frame, "probe_floor": true_frames}
         if rolled is not None:

@@ -344,11 +344,11 @@ def self_forced_context(den: Denoiser, sampler: EulerSampler, obs: torch.Tensor,
         raise ValueError(f"self-forcing needs windows of K + N >= {K} frames and as many actions, got "
                          f"{tuple(obs.shape)} and {tuple(act.shape)}")
     F = len(depths)
-    if F and not (1 <= int(depths.min()) and int(depths.max()) <= N):
-        raise ValueError(f"self-forcing depths must lie in 1..{N} (the windows' extra frames), got "
-                         f"{int(depths.min())}..{int(depths.max())}")
     if F == 0:
         return obs[:, N:], act[:, N:]
+    if not (1 <= int(depths.min()) and int(depths.max()) <= N):
+        raise ValueError(f"self-forcing depths must lie in 1..{N} (the windows' extra frames), got "
+                         f"{int(depths.min())}..{int(depths.max())}")
     depths = depths.to(obs.device)
     ctx = obs[:F, :K]
     for i in range(N):  # step i predicts window frame K + i; window j joins once N - i <= depths[j]
@@ -547,8 +547,7 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
         batch = {k: v.to(device) for k, v in next(batches).items()}
         train_logs: dict[str, float] = {}
         if extra:
-            depths = (torch.from_numpy(rng.integers(1, extra + 1, size=n_forced)) if extra > 1
-                      else torch.ones(n_forced, dtype=torch.long))
+            depths = torch.from_numpy(rng.integers(1, extra + 1, size=n_forced))  # all 1 for N = 1: no draw
             with torch.no_grad(), precision_context(precision, device):
                 batch["obs"], batch["act"] = self_forced_context(den, sampler, batch["obs"], batch["act"], depths)
         if not args.reward_only:
