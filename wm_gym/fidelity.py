@@ -33,11 +33,11 @@ is allowed as a sanity horizon: both methods return the real last context frame 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ import torch
 
 from .cliargs import add_dataclass_arguments, arg
 from .data import context_indices, frames_to_tensor, load_split, tensor_to_frames
+from .io import atomic_write_text, new_temp_file
 from .models.state_probe import StateProbe, angle_error_deg, state_errors
 from .pusht import GOAL_POSE, TaskSpec, coverage_reward
 
@@ -362,10 +363,10 @@ def write_video(path: str | Path, truth: np.ndarray, model: np.ndarray, fps: int
     label_h = 18
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=".mp4")
+    fd, tmp = new_temp_file(path, ".mp4")
     os.close(fd)
     size = (2 * w + gap, h + label_h)
-    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     if not writer.isOpened():
         os.remove(tmp)
         raise RuntimeError(f"OpenCV could not open an mp4 writer for {path} (mp4v codec missing?)")
@@ -379,9 +380,13 @@ def write_video(path: str | Path, truth: np.ndarray, model: np.ndarray, fps: int
                 text = f"truth | model   rollout {i}  h={t}"
                 cv2.putText(canvas, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
                 writer.write(cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
-    finally:
         writer.release()
-    os.replace(tmp, path)
+        os.replace(tmp, path)
+    except BaseException:
+        writer.release()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -431,8 +436,6 @@ def _strict_json(x):
 
 def run_eval_fidelity(args: FidelityArgs) -> dict[str, Any]:
     """Load the model and the probe, evaluate, write ``fidelity.json`` / ``fidelity.md`` / ``rollouts.mp4``."""
-    from .io import atomic_write_text
-
     for name in ("probe", "data", "out"):
         if not getattr(args, name):
             raise SystemExit(f"wm-gym eval-fidelity: error: --{name} is required")

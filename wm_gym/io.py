@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -13,29 +13,48 @@ import numpy as np
 import torch
 
 
-def atomic_save_npz(path: Path, **arrays) -> None:
-    """``np.savez_compressed`` to a temp file beside ``path`` (fsynced), then rename over it."""
+def new_temp_file(path: Path, suffix: str = "") -> tuple[int, Path]:
+    """Create a new, empty temp file beside ``path``: (open descriptor, its path).
+
+    Like ``tempfile.mkstemp`` but with the permissions an ordinary ``open`` gives (0o666 less the umask), not
+    owner-only 0o600, so a result renamed from it is as readable as any other file the user writes.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=".npz")
+    while True:
+        tmp = path.parent / f".tmp_{secrets.token_hex(6)}{suffix}"
+        with contextlib.suppress(FileExistsError):
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path, mode: str, suffix: str = "") -> Iterator:
+    """Yield a file object for a new temp file beside ``path``; on success it is fsynced and renamed over ``path``.
+
+    On an exception the temp file is removed and ``path`` is left as it was.
+    """
+    fd, tmp = new_temp_file(path, suffix)
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
+        with os.fdopen(fd, mode) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
 
 
+def atomic_save_npz(path: Path, **arrays) -> None:
+    """``np.savez_compressed`` to a temp file beside ``path`` (fsynced), then rename over it."""
+    with _atomic_file(path, "wb", suffix=".npz") as f:
+        np.savez_compressed(f, **arrays)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path``, then rename over it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_")
-    with os.fdopen(fd, "w") as f:
+    """Write ``text`` to a temp file beside ``path`` (fsynced), then rename over it."""
+    with _atomic_file(path, "w") as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 def atomic_torch_save(obj, path: Path) -> None:
