@@ -263,7 +263,7 @@ def test_learn_counts_steps_logs_and_checkpoints(tmp_path):
         assert np.isfinite(logs[key]), key
     assert logs["ep_len_mean"] == 6
     assert list(trainer.run_dir.glob("events.out.tfevents*")) and trainer.checkpoint_path.exists()
-    assert not list(trainer.run_dir.glob("*.tmp"))
+    assert not list(trainer.run_dir.glob("*.tmp")) and not list(trainer.run_dir.glob(".tmp_*"))
 
     # resume: a fresh trainer picks the run up and trains to the requested total
     resumed = FoGTrainer(ToyVecEnv(num_envs=4, max_steps=6), cfg)

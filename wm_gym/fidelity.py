@@ -33,7 +33,6 @@ is allowed as a sanity horizon: both methods return the real last context frame 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -47,7 +46,7 @@ import torch
 
 from .cliargs import add_dataclass_arguments, arg
 from .data import context_indices, frames_to_tensor, load_split, tensor_to_frames
-from .io import atomic_write_text, new_temp_file
+from .io import atomic_path, atomic_write_text
 from .models.state_probe import StateProbe, angle_error_deg, state_errors
 from .pusht import GOAL_POSE, TaskSpec, coverage_reward
 
@@ -363,30 +362,23 @@ def write_video(path: str | Path, truth: np.ndarray, model: np.ndarray, fps: int
     label_h = 18
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = new_temp_file(path, ".mp4")
-    os.close(fd)
     size = (2 * w + gap, h + label_h)
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    if not writer.isOpened():
-        os.remove(tmp)
-        raise RuntimeError(f"OpenCV could not open an mp4 writer for {path} (mp4v codec missing?)")
-    try:
-        for i in range(n):
-            for t in range(T):
-                canvas = np.full((size[1], size[0], 3), 255, np.uint8)
-                for k, frame in enumerate((truth[i, t], model[i, t])):
-                    big = cv2.resize(frame, (w, h), interpolation=cv2.INTER_NEAREST)
-                    canvas[label_h:, k * (w + gap): k * (w + gap) + w] = big
-                text = f"truth | model   rollout {i}  h={t}"
-                cv2.putText(canvas, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-                writer.write(cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
-        writer.release()
-        os.replace(tmp, path)
-    except BaseException:
-        writer.release()
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
+    with atomic_path(path, ".mp4") as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not writer.isOpened():
+            raise RuntimeError(f"OpenCV could not open an mp4 writer for {path} (mp4v codec missing?)")
+        try:
+            for i in range(n):
+                for t in range(T):
+                    canvas = np.full((size[1], size[0], 3), 255, np.uint8)
+                    for k, frame in enumerate((truth[i, t], model[i, t])):
+                        big = cv2.resize(frame, (w, h), interpolation=cv2.INTER_NEAREST)
+                        canvas[label_h:, k * (w + gap): k * (w + gap) + w] = big
+                    text = f"truth | model   rollout {i}  h={t}"
+                    cv2.putText(canvas, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+                    writer.write(cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -13,36 +13,36 @@ import numpy as np
 import torch
 
 
-def new_temp_file(path: Path, suffix: str = "") -> tuple[int, Path]:
-    """Create a new, empty temp file beside ``path``: (open descriptor, its path).
+@contextlib.contextmanager
+def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
+    """Yield the path of a new, empty temp file beside ``path``; on success it is renamed over ``path``.
 
-    Like ``tempfile.mkstemp`` but with the permissions an ordinary ``open`` gives (0o666 less the umask), not
-    owner-only 0o600, so a result renamed from it is as readable as any other file the user writes.
+    Unlike ``tempfile.mkstemp`` the file gets the permissions an ordinary ``open`` gives (0o666 less the umask),
+    not owner-only 0o600, so the result is as readable as any other file the user writes. On an exception the
+    temp file is removed and ``path`` is left as it was.
     """
     path = Path(path)
     while True:
         tmp = path.parent / f".tmp_{secrets.token_hex(6)}{suffix}"
         with contextlib.suppress(FileExistsError):
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
-
-
-@contextlib.contextmanager
-def _atomic_file(path: Path, mode: str, suffix: str = "") -> Iterator:
-    """Yield a file object for a new temp file beside ``path``; on success it is fsynced and renamed over ``path``.
-
-    On an exception the temp file is removed and ``path`` is left as it was.
-    """
-    fd, tmp = new_temp_file(path, suffix)
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
     try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path, mode: str, suffix: str = "") -> Iterator:
+    """:func:`atomic_path`, opened in ``mode``; the file is flushed and fsynced before the rename."""
+    with atomic_path(path, suffix) as tmp, open(tmp, mode) as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_save_npz(path: Path, **arrays) -> None:
@@ -58,11 +58,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_torch_save(obj, path: Path) -> None:
-    """``torch.save`` to a temp file beside ``path``, then rename over it."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` to a temp file beside ``path`` (fsynced), then rename over it."""
+    with _atomic_file(path, "wb") as f:
+        torch.save(obj, f)
 
 
 @contextlib.contextmanager

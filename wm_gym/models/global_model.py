@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..io import atomic_write_text
 from ..pusht import TaskSpec
 from .denoiser import Denoiser
 from .reward_model import RewardModel
@@ -185,9 +186,7 @@ class GlobalModel(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         self.denoiser.save_pretrained(path / "denoiser")
         self.reward_model.save_pretrained(path / "reward_model")
-        tmp = path / (CONFIG_NAME + ".tmp")
-        tmp.write_text(json.dumps(self.config_dict(), indent=2))
-        tmp.replace(path / CONFIG_NAME)
+        atomic_write_text(path / CONFIG_NAME, json.dumps(self.config_dict(), indent=2))
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: torch.device | str | None = None) -> "GlobalModel":
