@@ -92,7 +92,7 @@ def policy_objective(method: str, sim, actor: torch.nn.Module, wm, reward_type: 
             act = torch.cat([past, a[:, None]], dim=1)
             with precision_context(precision, ctx.device):
                 nxt = gm.sampler.integrate(gm.denoiser, ctx, act, sim.draw_noise(), num_steps=sampler_steps).float()
-                r = gm.reward_model(nxt).rew[:, ridx].float()
+                r = gm.rewards(nxt).rew[:, ridx].float()
             ctx = torch.cat([ctx[:, 1:], nxt[:, None]], dim=1)
             past = torch.cat([past[:, 1:], a[:, None]], dim=1)
             z = sur.encode(ctx)

@@ -101,7 +101,7 @@ def differentiable_step(gm, obs, act, noise, sampler_steps=None):
         nxt, rew, _ = gm.transition(obs, act, noise)
         return nxt, rew
     nxt = gm.sampler.integrate(gm.denoiser, obs, act, noise, num_steps=sampler_steps)
-    return nxt, gm.reward_model(nxt).rew
+    return nxt, gm.rewards(nxt).rew
 
 
 def autograd_reference(gm, frames, prev, actions, seed, horizons, sampler_steps=None):

@@ -216,6 +216,49 @@ def test_clear_errors(tmp_path):
         Denoiser(image_size=30, patch=4)
 
 
+def test_state_reader_rewards_are_the_state_formulas_of_what_it_reads(tmp_path):
+    """With a state reader the dense/push labels are the task's formulas of the read state (differentiable);
+    coverage and success stay the reward model's; the reader travels with save/load."""
+    from wm_gym.models.state_probe import StateProbe
+    from wm_gym.pusht import STATE_REWARDS
+
+    base = tiny_model()
+    torch.manual_seed(1)
+    reader = StateProbe(image_size=S, widths=(8, 8, 8), hidden=16)
+    model = GlobalModel(base.denoiser, base.reward_model, base.task, base.sampler, state_reader=reader)
+    obs, act = context_batch()
+    frame = obs[:, -1].clone().requires_grad_(True)
+    out = model.rewards(frame)
+    state = reader(frame).state.detach()
+    for i, name in enumerate(model.task.reward_types):
+        want = STATE_REWARDS[name](state.double()).float() if name in STATE_REWARDS \
+            else base.reward_model(frame).rew[:, i].detach()
+        torch.testing.assert_close(out.rew[:, i].detach(), want)
+    torch.testing.assert_close(out.success_logit, base.reward_model(frame).success_logit)
+    (g,) = torch.autograd.grad(out.rew[:, model.task.reward_types.index("dense")].sum(), frame)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+    a = model.step(obs, act, generator=torch.Generator().manual_seed(3))
+    b = base.step(obs, act, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a.next_obs, b.next_obs, atol=0, rtol=0)  # the frames do not depend on the reader
+    torch.testing.assert_close(a.rew, model.rewards(a.next_obs).rew)
+    model.save_pretrained(tmp_path / "gm")
+    loaded = GlobalModel.from_pretrained(tmp_path / "gm")
+    assert loaded.state_reader is not None and GlobalModel.from_pretrained(_saved(base, tmp_path)).state_reader is None
+    torch.testing.assert_close(loaded.step(obs, act, generator=torch.Generator().manual_seed(3)).rew, a.rew)
+    import shutil
+
+    shutil.rmtree(tmp_path / "gm" / "state_reader")
+    with pytest.raises(CheckpointError, match="state_reader"):
+        GlobalModel.from_pretrained(tmp_path / "gm")
+    with pytest.raises(ValueError, match="state_reader reads 64x64"):
+        GlobalModel(base.denoiser, base.reward_model, base.task, state_reader=StateProbe(image_size=64))
+
+
+def _saved(model, tmp_path):
+    model.save_pretrained(tmp_path / "plain")
+    return tmp_path / "plain"
+
+
 def test_reward_model_shapes_and_loss():
     rm = RewardModel(image_size=S, num_rewards=2, channels=(8, 16), hidden=16)
     out = rm(torch.zeros(5, 3, S, S))

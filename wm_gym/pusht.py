@@ -91,9 +91,27 @@ class TaskSpec:
 PUSHT = TaskSpec()
 
 
+def _array(x):
+    """``x`` as a float64 numpy array, or unchanged if it is a torch tensor: the reward formulas below are written
+    once, for both (numpy for labels and evaluation, torch where a world model differentiates them)."""
+    if type(x).__module__.startswith("torch"):
+        return x
+    return np.asarray(x, dtype=np.float64)
+
+
+def _goal(s, index):
+    """``GOAL_POSE[index]`` in the array type of ``s``."""
+    goal = GOAL_POSE[index]
+    return s.new_tensor(goal) if type(s).__module__.startswith("torch") else goal
+
+
+def _norm(v):
+    return (v ** 2).sum(-1) ** 0.5
+
+
 def wrap_angle(a):
-    """Wrap an angle (radians) to [-pi, pi)."""
-    return (np.asarray(a) + np.pi) % (2 * np.pi) - np.pi
+    """Wrap an angle (radians) to [-pi, pi) (numpy, or torch for a tensor)."""
+    return (_array(a) + np.pi) % (2 * np.pi) - np.pi
 
 
 def coverage_reward(coverage):
@@ -101,21 +119,22 @@ def coverage_reward(coverage):
     return np.clip(np.asarray(coverage, dtype=np.float64) / SUCCESS_THRESHOLD, 0.0, 1.0)
 
 
-def _block_pose_error(s: np.ndarray) -> np.ndarray:
+def _block_pose_error(s):
     """Position error (px / 256) plus angle error (fraction of half a turn) of the block, the part of the
     shaped rewards that only pushing changes."""
-    pos_err = np.linalg.norm(s[..., 2:4] - GOAL_POSE[:2], axis=-1) / 256.0
-    return pos_err + np.abs(wrap_angle(s[..., 4] - GOAL_POSE[2])) / np.pi
+    pos_err = _norm(s[..., 2:4] - _goal(s, slice(0, 2))) / 256.0
+    return pos_err + abs(wrap_angle(s[..., 4] - GOAL_POSE[2])) / np.pi
 
 
-def _reach_penalty(agent: np.ndarray, target: np.ndarray, deadzone: float) -> np.ndarray:
+def _reach_penalty(agent, target, deadzone: float):
     """``0.5 * max(0, |agent - target| - deadzone) / 256``: the agent far from where it should be."""
-    return 0.5 * np.maximum(0.0, np.linalg.norm(agent - target, axis=-1) - deadzone) / 256.0
+    return 0.5 * (_norm(_array(agent) - target) - deadzone).clip(min=0.0) / 256.0
 
 
 def dense_reward(state):
-    """The shaped reward of the module docstring, for one state (5,) or a batch (..., 5)."""
-    s = np.asarray(state, dtype=np.float64)
+    """The shaped reward of the module docstring, for one state (5,) or a batch (..., 5); numpy in, numpy out,
+    a torch tensor in, a (differentiable) tensor out."""
+    s = _array(state)
     return -(_block_pose_error(s) + _reach_penalty(s[..., 0:2], s[..., 2:4], 60.0))
 
 
@@ -124,15 +143,15 @@ PUSH_OFFSET, PUSH_SOFTNESS, PUSH_DEADZONE = 60.0, 20.0, 30.0
 
 def push_point(state):
     """Where the agent pushes the block towards the goal from: ``PUSH_OFFSET`` px behind its centre."""
-    s = np.asarray(state, dtype=np.float64)
-    away = s[..., 2:4] - GOAL_POSE[:2]
-    scale = PUSH_OFFSET / np.sqrt(np.square(away).sum(-1, keepdims=True) + PUSH_SOFTNESS ** 2)
+    s = _array(state)
+    away = s[..., 2:4] - _goal(s, slice(0, 2))
+    scale = PUSH_OFFSET / ((away ** 2).sum(-1, keepdims=True) + PUSH_SOFTNESS ** 2) ** 0.5
     return s[..., 2:4] + away * scale
 
 
 def push_reward(state):
-    """The ``push`` reward of the module docstring, for one state (5,) or a batch (..., 5)."""
-    s = np.asarray(state, dtype=np.float64)
+    """The ``push`` reward of the module docstring, for one state (5,) or a batch (..., 5) (numpy or torch)."""
+    s = _array(state)
     return -(_block_pose_error(s) + _reach_penalty(s[..., 0:2], push_point(s), PUSH_DEADZONE))
 
 

@@ -5,6 +5,7 @@ On disk (diffusers format for each part)::
     path/global_model.json   format version, task spec, context, image size, sampler settings
     path/denoiser/           Denoiser.save_pretrained (config.json + diffusion_pytorch_model.safetensors)
     path/reward_model/       RewardModel.save_pretrained
+    path/state_reader/       StateProbe.save_pretrained (optional, see ``state_reader`` below)
 
 Example::
 
@@ -31,9 +32,9 @@ import torch
 from torch import nn
 
 from ..io import atomic_write_text
-from ..pusht import TaskSpec
+from ..pusht import STATE_REWARDS, TaskSpec
 from .denoiser import Denoiser
-from .reward_model import RewardModel
+from .reward_model import RewardModel, RewardOutput
 from .sampler import EulerSampler
 
 FORMAT_VERSION = 1
@@ -104,10 +105,16 @@ class GlobalModel(nn.Module):
         reward_model: frame -> rewards + success logit.
         task: the task the model was trained on (action normalisation, reward names, image size).
         sampler: the few-step Euler sampler (default: 3 steps on sigma in [2e-3, 5]).
+        state_reader: optional :class:`~wm_gym.models.state_probe.StateProbe` (frame -> true-state layout). With
+            it the reward labels that are formulas of the state (``pusht.STATE_REWARDS``: ``dense``, ``push``)
+            are that formula applied to the state it reads from the predicted frame, instead of the reward
+            model's direct regression; the other labels and success still come from ``reward_model``. The
+            value is about as accurate; the *gradient* w.r.t. the action is the formula's, where the reward
+            CNN's pixel gradient is partly spurious (``benchmarks/one_step_gradient.py``).
     """
 
     def __init__(self, denoiser: Denoiser, reward_model: RewardModel, task: TaskSpec,
-                 sampler: EulerSampler | None = None):
+                 sampler: EulerSampler | None = None, state_reader: nn.Module | None = None):
         super().__init__()
         dc, rc = denoiser.config, reward_model.config
         if dc.image_size != rc.image_size or dc.image_size != task.image_size:
@@ -123,6 +130,16 @@ class GlobalModel(nn.Module):
         self.reward_model = reward_model.eval()
         self.task = task
         self.sampler = sampler or EulerSampler()
+        if state_reader is not None:
+            src = state_reader.config
+            if src.image_size != dc.image_size or (src.num_keypoints, src.num_angles) != (2, 1):
+                raise ValueError(
+                    f"state_reader reads {src.image_size}x{src.image_size} frames into {src.num_keypoints} keypoints "
+                    f"and {src.num_angles} angles; the model needs {dc.image_size}x{dc.image_size} frames and the "
+                    f"reward formulas' state (agent xy, block xy, block angle: 2 keypoints, 1 angle)"
+                )
+            state_reader = state_reader.eval()
+        self.state_reader = state_reader
 
     @property
     def context(self) -> int:
@@ -166,9 +183,25 @@ class GlobalModel(nn.Module):
         with precision_context(precision, self.device):
             next_obs = self.sampler.sample(self.denoiser, obs, act, generator=generator, num_steps=num_steps,
                                            noise=noise).float()
-            out = self.reward_model(next_obs)
+            out = self.rewards(next_obs)
         rew, prob = out.rew.float(), torch.sigmoid(out.success_logit.float())
         return GlobalStep(next_obs=next_obs, rew=rew, success_prob=prob, success=prob > 0.5)
+
+    def rewards(self, next_obs: torch.Tensor) -> RewardOutput:
+        """Rewards (B, R) and success logit (B,) of predicted frames (B, C, H, W) in [-1, 1], differentiable.
+
+        The reward model's predictions, with the state-formula labels replaced by the formula of the state that
+        ``state_reader`` reads (if the model has one; the reader runs in float32 even under a bfloat16 autocast:
+        a workspace coordinate in bfloat16 is off by up to a pixel).
+        """
+        out = self.reward_model(next_obs)
+        if self.state_reader is None:
+            return out
+        with torch.autocast(next_obs.device.type, enabled=False):
+            state = self.state_reader(next_obs.float()).state
+        cols = [STATE_REWARDS[name](state).to(out.rew.dtype) if name in STATE_REWARDS else out.rew[:, i]
+                for i, name in enumerate(self.task.reward_types)]
+        return RewardOutput(rew=torch.stack(cols, 1), success_logit=out.success_logit)
 
     # -- persistence ---------------------------------------------------------------------------
     def config_dict(self) -> dict:
@@ -178,6 +211,7 @@ class GlobalModel(nn.Module):
             "context": self.context,
             "image_size": self.image_size,
             "sampler": self.sampler.config(),
+            "state_reader": self.state_reader is not None,
         }
 
     def save_pretrained(self, path: str | Path) -> None:
@@ -186,6 +220,8 @@ class GlobalModel(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         self.denoiser.save_pretrained(path / "denoiser")
         self.reward_model.save_pretrained(path / "reward_model")
+        if self.state_reader is not None:
+            self.state_reader.save_pretrained(path / "state_reader")
         atomic_write_text(path / CONFIG_NAME, json.dumps(self.config_dict(), indent=2))
 
     @classmethod
@@ -212,8 +248,16 @@ class GlobalModel(nn.Module):
             raise CheckpointError(
                 f"{cfg_path} has format_version {cfg.get('format_version')}, this wm-gym reads {FORMAT_VERSION}"
             )
+        from .state_probe import StateProbe
+
+        classes = [("denoiser", Denoiser), ("reward_model", RewardModel)]
+        if cfg.get("state_reader", False):
+            if not (path / "state_reader").exists():
+                raise CheckpointError(f"{cfg_path} says the model has a state_reader/, but {path / 'state_reader'} is "
+                                      f"missing; re-export the model")
+            classes.append(("state_reader", StateProbe))
         parts = {}
-        for name, klass in (("denoiser", Denoiser), ("reward_model", RewardModel)):
+        for name, klass in classes:
             try:
                 parts[name] = klass.from_pretrained(path / name, low_cpu_mem_usage=False)
             except (OSError, ValueError, RuntimeError, EnvironmentError) as e:
@@ -234,7 +278,8 @@ class GlobalModel(nn.Module):
                 f"{path / 'denoiser'} uses context={parts['denoiser'].config.context} but {cfg_path} says "
                 f"context={cfg['context']}; re-export the model"
             )
-        model = cls(parts["denoiser"], parts["reward_model"], task, EulerSampler(**cfg.get("sampler", {})))
+        model = cls(parts["denoiser"], parts["reward_model"], task, EulerSampler(**cfg.get("sampler", {})),
+                    state_reader=parts.get("state_reader"))
         return model.to(device) if device is not None else model
 
 

@@ -1,0 +1,210 @@
+"""Where does the global model's one-step action gradient part from the real one: sampler or reward model?
+
+Issue 4 scores the surrogate against the global model's exact gradient; at H = 1 that is
+``d r(x_1(a)) / d a_0`` with ``x_1`` the global sampler's next frame and ``r`` its reward model, and it
+agrees with gym-pusht's only at cosine ~0.4 (``benchmarks/gradient_fidelity.py``, rows ``truth`` /
+``global-fd``). This script splits that gradient into its two factors, at held-out starts (the first step
+of the windows ``gradient_fidelity.py`` uses with the same ``--seed``, all from real frames):
+
+* ``truth``: central finite differences of gym-pusht's one-step reward (the dataset episode replayed);
+* ``global (reward model)``: the global model's exact gradient, through the sampler and its reward model;
+* ``global (probe + formula)``: through the same sampler, but the reward is the task's formula
+  (``wm_gym.pusht``) applied to a state probe's reading of the next frame: the sampler's action response
+  without the reward model's pixel gradient;
+* ``surrogate``: the surrogate's ``dr/da`` at the encoded start (what FoG uses at H = 1);
+
+and compares the *action response* itself: the 2x2 Jacobian of the next agent position w.r.t. the action,
+of gym-pusht (finite differences) and of the global model (read by the probe, autograd), plus the spurious
+response of the block (its position / angle w.r.t. the action) on the starts without contact.
+
+    python benchmarks/one_step_gradient.py --probe runs/probe --data data/pusht64 --starts 64 \
+        --json benchmarks/results/one_step_gradient.json
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch; see wm_gym/__init__.py
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from gradient_fidelity import autograd_reference, compare, held_out_starts, truth_reference  # noqa: E402
+from wm_gym.pusht import GOAL_POSE, PUSH_DEADZONE, PUSH_OFFSET, PUSH_SOFTNESS  # noqa: E402
+
+
+def state_reward(state: torch.Tensor, label: str) -> torch.Tensor:
+    """``dense`` / ``push`` of :mod:`wm_gym.pusht` in torch (differentiable), state (B, 5) in px / rad."""
+    goal = state.new_tensor(GOAL_POSE)
+    agent, block, angle = state[:, 0:2], state[:, 2:4], state[:, 4]
+    dth = torch.remainder(angle - goal[2] + math.pi, 2 * math.pi) - math.pi
+    pose = (block - goal[:2]).norm(dim=1) / 256.0 + dth.abs() / math.pi
+    if label == "dense":
+        target, dead = block, 60.0
+    elif label == "push":
+        away = block - goal[:2]
+        target = block + away * PUSH_OFFSET / (away.square().sum(1, keepdim=True) + PUSH_SOFTNESS ** 2).sqrt()
+        dead = PUSH_DEADZONE
+    else:
+        raise ValueError(f"no state formula for the reward label {label!r}")
+    return -(pose + 0.5 * torch.relu((agent - target).norm(dim=1) - dead) / 256.0)
+
+
+def global_one_step(gm, probe, frames, prev, a0, seed, label):
+    """Probe state of the next frame and its Jacobian w.r.t. a0, and d(formula reward)/d a0, under the noise
+    ``global_rollout`` draws with ``seed``: (state (N, 5), dstate/da (N, 5, m), dr/da (N, m))."""
+    from gradient_fidelity import differentiable_step
+
+    gen = torch.Generator(device=gm.device).manual_seed(seed)
+    obs = frames[:, -gm.context:]
+    noise = torch.randn(obs[:, -1].shape, generator=gen, device=gen.device, dtype=torch.float32)
+    with torch.enable_grad():
+        a = a0.clone().requires_grad_(True)
+        nxt, _ = differentiable_step(gm, obs, torch.cat([prev, a[:, None]], 1), noise)
+        state = probe(nxt).state
+        jac = torch.stack([torch.autograd.grad(state[:, i].sum(), a, retain_graph=True)[0]
+                           for i in range(state.shape[1])], 1)
+        (g,) = torch.autograd.grad(state_reward(state.double(), label).sum(), a)
+    return state.detach().double(), jac.double(), g.double()
+
+
+def truth_one_step(episodes, starts, task, eps):
+    """gym-pusht's next state and its Jacobian w.r.t. the normalised action (central differences):
+    (state (N, 5), dstate/da (N, 5, m))."""
+    from gym_pusht.envs.pusht import PushTEnv
+
+    env = PushTEnv(obs_type="state")
+    half = (task.action_high - task.action_low) / 2.0
+
+    def next_state(ep, t, j, delta):
+        env.reset(seed=int(ep["seed"]) % 2**31)
+        acts = ep["actions"][: t + 1].astype(np.float64).copy()
+        if j is not None:
+            acts[t, j] += delta
+        for a in acts:
+            env.step(np.clip(a, task.action_low, task.action_high))
+        th = (env.block.angle + np.pi) % (2 * np.pi) - np.pi
+        return np.array([*env.agent.position, *env.block.position, th])
+
+    states, jacs = [], []
+    for e, t in starts:
+        ep = episodes[e]
+        states.append(next_state(ep, t, None, 0.0))
+        cols = []
+        for j in range(task.action_dim):
+            d = next_state(ep, t, j, eps * half) - next_state(ep, t, j, -eps * half)
+            d[4] = (d[4] + np.pi) % (2 * np.pi) - np.pi
+            cols.append(d / (2 * eps))
+        jacs.append(np.stack(cols, 1))
+    env.close()
+    return torch.from_numpy(np.stack(states)), torch.from_numpy(np.stack(jacs))
+
+
+def summary(g, ref):
+    cos, rel, n = compare(g, ref)
+    return {"cos_mean": float(cos.mean()) if n else float("nan"),
+            "cos_median": float(cos.median()) if n else float("nan"),
+            "rel_norm_median": float(rel.median()) if n else float("nan"), "n": n}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--global-model", default=None, help="GlobalModel directory (default: shipped)")
+    p.add_argument("--surrogate", default=None, help="Surrogate directory (default: shipped)")
+    p.add_argument("--probe", required=True, help="StateProbe directory (wm-gym train-probe's OUT)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--starts", type=int, default=64)
+    p.add_argument("--window", type=int, default=16, help="window length the starts are drawn for "
+                   "(16: the same starts as gradient_fidelity.py --horizons 1,4,16 with the same --seed)")
+    p.add_argument("--eps", type=float, default=0.02)
+    p.add_argument("--labels", default="dense,push")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+
+    from wm_gym.models.global_model import GlobalModel
+    from wm_gym.models.state_probe import StateProbe
+    from wm_gym.models.surrogate import Surrogate
+    from wm_gym.envs.core import DEFAULT_CHECKPOINT as ckpt
+
+    gm = GlobalModel.from_pretrained(args.global_model or ckpt / "global_model", device="cpu")
+    sur = Surrogate.from_pretrained(args.surrogate or ckpt / "surrogate").eval()
+    probe = StateProbe.from_pretrained(args.probe).eval()
+    w = held_out_starts(args.data, args.starts, sur.config.context, gm.context, args.window, args.seed,
+                        args.val_fraction)
+    a0 = w.actions[:, 0]
+    contact = torch.from_numpy(w.contact)
+    labels = args.labels.split(",")
+    truth_rew = truth_reference(w.episodes, w.starts, w.task, (1,), args.eps)[:, 0, 0]  # (N, m, R)
+    exact = autograd_reference(gm, w.frames, w.prev, w.actions[:, :1], args.seed, (1,))[:, 0, 0]  # (N, m, R)
+    t_state, t_jac = truth_one_step(w.episodes, w.starts, w.task, args.eps)
+    with torch.no_grad():
+        z0 = sur.encode(w.ctx[:, 0])
+    rows, sel = [], {"all": torch.ones_like(contact), "contact": contact, "no contact": ~contact}
+    g_state = None
+    for label in labels:
+        ri = list(sur.config.reward_types).index(label)
+        g_state = global_one_step(gm, probe, w.frames, w.prev, a0, args.seed, label)
+        with torch.no_grad():
+            g_sur = sur.jacobians(z0, a0, reward_index=ri).drda.double()
+        grads = {"global (reward model)": exact[..., ri], "global (probe + formula)": g_state[2],
+                 "surrogate": g_sur, "truth": truth_rew[..., ri]}
+        for ref in ("truth", "global (reward model)", "global (probe + formula)"):
+            for name, g in grads.items():
+                if name == ref:
+                    continue
+                for part, s in sel.items():
+                    rows.append({"reward": label, "reference": ref, "gradient": name, "starts": part,
+                                 **summary(g[s], grads[ref][s])})
+    # the action response itself: next agent position, and the block's on starts without contact
+    g_st, g_jac = g_state[0], g_state[1]
+    resp = {}
+    for part, s in sel.items():
+        tj, gj = t_jac[s][:, 0:2], g_jac[s][:, 0:2]
+        resp[part] = {
+            "n": int(s.sum()),
+            "agent_jacobian_cos": summary(gj, tj),
+            "agent_gain_true_median": float(tj.flatten(1).norm(dim=1).median() / math.sqrt(2)),
+            "agent_gain_global_median": float(gj.flatten(1).norm(dim=1).median() / math.sqrt(2)),
+            "agent_next_err_px_median": float((g_st[s][:, 0:2] - t_state[s][:, 0:2]).norm(dim=1).median()),
+            "block_jacobian_true_px_median": float(t_jac[s][:, 2:4].flatten(1).norm(dim=1).median()),
+            "block_jacobian_global_px_median": float(g_jac[s][:, 2:4].flatten(1).norm(dim=1).median()),
+            "angle_jacobian_true_deg_median": float(t_jac[s][:, 4].norm(dim=1).median() * 180 / math.pi),
+            "angle_jacobian_global_deg_median": float(g_jac[s][:, 4].norm(dim=1).median() * 180 / math.pi),
+        }
+    print(f"{args.starts} held-out starts ({int(contact.sum())} with contact in the {args.window}-step window), "
+          f"eps={args.eps}, {time.time() - t0:.0f} s\n")
+    print("| reward | reference | gradient | starts | mean cos | median cos | median abs(g)/abs(g_ref) | n |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['reward']} | {r['reference']} | {r['gradient']} | {r['starts']} | {r['cos_mean']:.3f} | "
+              f"{r['cos_median']:.3f} | {r['rel_norm_median']:.3f} | {r['n']} |")
+    print("\nAction response (per normalised action unit; gain = Frobenius norm / sqrt 2 of d agent_xy / d a, px):\n")
+    print("| starts | n | agent Jacobian cos (mean / median) | agent gain true | agent gain global | next agent error px "
+          "| block dxy/da true / global px | angle d/da true / global deg |")
+    print("|---|---|---|---|---|---|---|---|")
+    for part, r in resp.items():
+        c = r["agent_jacobian_cos"]
+        print(f"| {part} | {r['n']} | {c['cos_mean']:.3f} / {c['cos_median']:.3f} | {r['agent_gain_true_median']:.1f} | "
+              f"{r['agent_gain_global_median']:.1f} | {r['agent_next_err_px_median']:.1f} | "
+              f"{r['block_jacobian_true_px_median']:.1f} / {r['block_jacobian_global_px_median']:.1f} | "
+              f"{r['angle_jacobian_true_deg_median']:.1f} / {r['angle_jacobian_global_deg_median']:.1f} |")
+    if args.json:
+        from wm_gym.io import atomic_path
+
+        with atomic_path(args.json) as tmp, open(tmp, "w") as f:
+            json.dump({"args": vars(args), "rows": rows, "action_response": resp}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
