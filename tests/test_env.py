@@ -194,3 +194,26 @@ def test_termination_requires_reset_and_vector_env_autoresets(tmp_path, tiny_dat
     venv.reset(seed=0)
     obs, r, term, trunc, info = venv.step(np.full((2, 2), 10.0, np.float32))
     assert term.all() and not trunc.any() and info["_final_obs"].all()
+
+
+def test_checkpoint_exported_with_a_state_reader_gives_the_formula_rewards(tmp_path, tiny_dataset, tiny_checkpoint):
+    """`wm-gym export --state-reader`: the env's dense reward is the formula of the state the reader reads."""
+    from wm_gym.export import export_checkpoint
+    from wm_gym.models.global_model import GlobalModel
+    from wm_gym.models.state_probe import StateProbe
+    from wm_gym.pusht import dense_reward
+
+    torch.manual_seed(0)
+    StateProbe(image_size=32, widths=(8, 8, 8), hidden=16).save_pretrained(tmp_path / "reader")
+    parts = tiny_checkpoint
+    ckpt = export_checkpoint(parts / "global_model", parts / "surrogate", tiny_dataset, tmp_path / "ckpt",
+                             state_reader_dir=tmp_path / "reader")
+    gm = GlobalModel.from_pretrained(ckpt / "global_model").float()
+    assert gm.state_reader is not None
+    env = gym.make("WM-PushT-v0", checkpoint=ckpt, reward_type="dense")
+    env.reset(seed=0)
+    obs, r, *_ = env.step(np.array([100.0, 300.0], np.float32))
+    frame = torch.from_numpy(obs).permute(2, 0, 1)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        want = float(dense_reward(gm.state_reader(frame).state.double()))
+    assert r == pytest.approx(want, abs=0.02)  # the env's frame is uint8-rounded, the reward read before rounding
