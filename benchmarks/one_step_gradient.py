@@ -13,9 +13,9 @@ of the windows ``gradient_fidelity.py`` uses with the same ``--seed``, all from 
   without the reward model's pixel gradient;
 * ``surrogate``: the surrogate's ``dr/da`` at the encoded start (what FoG uses at H = 1);
 
-and compares the *action response* itself: the 2x2 Jacobian of the next agent position w.r.t. the action,
-of gym-pusht (finite differences) and of the global model (read by the probe, autograd), plus the spurious
-response of the block (its position / angle w.r.t. the action) on the starts without contact.
+and compares the *action response* itself: the Jacobian of the next state w.r.t. the action, of gym-pusht (finite
+differences), of the global model (read by the probe, autograd) and of the probe on gym-pusht's real rendered next
+frames (finite differences: what the probe itself adds, e.g. a block reading that moves with the agent).
 
     python benchmarks/one_step_gradient.py --probe runs/probe --data data/pusht64 --starts 64 \
         --json benchmarks/results/one_step_gradient.json
@@ -106,6 +106,37 @@ def truth_one_step(episodes, starts, task, eps):
     return torch.from_numpy(np.stack(states)), torch.from_numpy(np.stack(jacs))
 
 
+def probe_on_truth(episodes, starts, task, probe, eps):
+    """The probe's reading of gym-pusht's *real* next frame and its Jacobian w.r.t. the normalised action (central
+    differences of rendered frames): how much of an action response read by the probe is the probe's own.
+    Returns dstate/da (N, 5, m)."""
+    from wm_gym.data import frames_to_tensor
+    from wm_gym.pusht import PushTGroundTruth
+
+    gt = PushTGroundTruth(image_size=probe.config.image_size)
+    half = (task.action_high - task.action_low) / 2.0
+
+    def frame(ep, t, j, delta):
+        gt.reset(seed=int(ep["seed"]) % 2**31)
+        acts = ep["actions"][: t + 1].astype(np.float64).copy()
+        acts[t, j] += delta
+        for a in acts:
+            f, *_ = gt.step(np.clip(a, task.action_low, task.action_high))
+        return f
+
+    jacs = []
+    for e, t in starts:
+        ep = episodes[e]
+        pairs = [frame(ep, t, j, sign * eps * half) for j in range(task.action_dim) for sign in (1.0, -1.0)]
+        with torch.no_grad():
+            st = probe(frames_to_tensor(np.stack(pairs))).state.double()
+        d = st[0::2] - st[1::2]  # (m, 5)
+        d[:, 4] = torch.remainder(d[:, 4] + math.pi, 2 * math.pi) - math.pi
+        jacs.append((d / (2 * eps)).T)
+    gt.close()
+    return torch.stack(jacs)
+
+
 def summary(g, ref):
     cos, rel, n = compare(g, ref)
     return {"cos_mean": float(cos.mean()) if n else float("nan"),
@@ -124,6 +155,8 @@ def main(argv=None) -> None:
     p.add_argument("--window", type=int, default=16, help="window length the starts are drawn for "
                    "(16: the same starts as gradient_fidelity.py --horizons 1,4,16 with the same --seed)")
     p.add_argument("--eps", type=float, default=0.02)
+    p.add_argument("--render-eps", type=float, default=0.05,
+                   help="finite-difference step for the probe on real rendered frames (frames are uint8)")
     p.add_argument("--labels", default="dense,push")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -148,6 +181,7 @@ def main(argv=None) -> None:
     truth_rew = truth_reference(w.episodes, w.starts, w.task, (1,), args.eps)[:, 0, 0]  # (N, m, R)
     exact = autograd_reference(gm, w.frames, w.prev, w.actions[:, :1], args.seed, (1,))[:, 0, 0]  # (N, m, R)
     t_state, t_jac = truth_one_step(w.episodes, w.starts, w.task, args.eps)
+    p_jac = probe_on_truth(w.episodes, w.starts, w.task, probe, args.render_eps)
     with torch.no_grad():
         z0 = sur.encode(w.ctx[:, 0])
     rows, sel = [], {"all": torch.ones_like(contact), "contact": contact, "no contact": ~contact}
@@ -181,6 +215,10 @@ def main(argv=None) -> None:
             "block_jacobian_global_px_median": float(g_jac[s][:, 2:4].flatten(1).norm(dim=1).median()),
             "angle_jacobian_true_deg_median": float(t_jac[s][:, 4].norm(dim=1).median() * 180 / math.pi),
             "angle_jacobian_global_deg_median": float(g_jac[s][:, 4].norm(dim=1).median() * 180 / math.pi),
+            "agent_jacobian_cos_probe_on_truth": summary(p_jac[s][:, 0:2], tj),
+            "agent_gain_probe_on_truth_median": float(p_jac[s][:, 0:2].flatten(1).norm(dim=1).median() / math.sqrt(2)),
+            "block_jacobian_probe_on_truth_px_median": float(p_jac[s][:, 2:4].flatten(1).norm(dim=1).median()),
+            "angle_jacobian_probe_on_truth_deg_median": float(p_jac[s][:, 4].norm(dim=1).median() * 180 / math.pi),
         }
     print(f"{args.starts} held-out starts ({int(contact.sum())} with contact in the {args.window}-step window), "
           f"eps={args.eps}, {time.time() - t0:.0f} s\n")
@@ -190,15 +228,22 @@ def main(argv=None) -> None:
         print(f"| {r['reward']} | {r['reference']} | {r['gradient']} | {r['starts']} | {r['cos_mean']:.3f} | "
               f"{r['cos_median']:.3f} | {r['rel_norm_median']:.3f} | {r['n']} |")
     print("\nAction response (per normalised action unit; gain = Frobenius norm / sqrt 2 of d agent_xy / d a, px):\n")
-    print("| starts | n | agent Jacobian cos (mean / median) | agent gain true | agent gain global | next agent error px "
-          "| block dxy/da true / global px | angle d/da true / global deg |")
+    print("| starts | n | agent Jacobian cos (mean / median) | agent gain true / global / probe on real frames "
+          "| next agent error px "
+          "| block dxy/da true / global / probe on real frames px | angle d/da true / global / probe on real frames deg "
+          "| agent Jacobian cos, probe on real frames |")
     print("|---|---|---|---|---|---|---|---|")
     for part, r in resp.items():
         c = r["agent_jacobian_cos"]
-        print(f"| {part} | {r['n']} | {c['cos_mean']:.3f} / {c['cos_median']:.3f} | {r['agent_gain_true_median']:.1f} | "
-              f"{r['agent_gain_global_median']:.1f} | {r['agent_next_err_px_median']:.1f} | "
-              f"{r['block_jacobian_true_px_median']:.1f} / {r['block_jacobian_global_px_median']:.1f} | "
-              f"{r['angle_jacobian_true_deg_median']:.1f} / {r['angle_jacobian_global_deg_median']:.1f} |")
+        print(f"| {part} | {r['n']} | {c['cos_mean']:.3f} / {c['cos_median']:.3f} | {r['agent_gain_true_median']:.1f} / "
+              f"{r['agent_gain_global_median']:.1f} / {r['agent_gain_probe_on_truth_median']:.1f} | "
+              f"{r['agent_next_err_px_median']:.1f} | "
+              f"{r['block_jacobian_true_px_median']:.1f} / {r['block_jacobian_global_px_median']:.1f} / "
+              f"{r['block_jacobian_probe_on_truth_px_median']:.1f} | "
+              f"{r['angle_jacobian_true_deg_median']:.1f} / {r['angle_jacobian_global_deg_median']:.1f} / "
+              f"{r['angle_jacobian_probe_on_truth_deg_median']:.1f} | "
+              f"{r['agent_jacobian_cos_probe_on_truth']['cos_mean']:.3f} / "
+              f"{r['agent_jacobian_cos_probe_on_truth']['cos_median']:.3f} |")
     if args.json:
         from wm_gym.io import atomic_path
 
