@@ -56,7 +56,7 @@ def state_reward(state: torch.Tensor, label: str) -> torch.Tensor:
     return -(pose + 0.5 * torch.relu((agent - target).norm(dim=1) - dead) / 256.0)
 
 
-def global_one_step(gm, probe, frames, prev, a0, seed, label):
+def global_one_step(gm, probe, frames, prev, a0, seed, label, sampler_steps=None):
     """Probe state of the next frame and its Jacobian w.r.t. a0, and d(formula reward)/d a0, under the noise
     ``global_rollout`` draws with ``seed``: (state (N, 5), dstate/da (N, 5, m), dr/da (N, m))."""
     from gradient_fidelity import differentiable_step
@@ -66,7 +66,7 @@ def global_one_step(gm, probe, frames, prev, a0, seed, label):
     noise = torch.randn(obs[:, -1].shape, generator=gen, device=gen.device, dtype=torch.float32)
     with torch.enable_grad():
         a = a0.clone().requires_grad_(True)
-        nxt, _ = differentiable_step(gm, obs, torch.cat([prev, a[:, None]], 1), noise)
+        nxt, _ = differentiable_step(gm, obs, torch.cat([prev, a[:, None]], 1), noise, sampler_steps)
         state = probe(nxt).state
         jac = torch.stack([torch.autograd.grad(state[:, i].sum(), a, retain_graph=True)[0]
                            for i in range(state.shape[1])], 1)
@@ -158,6 +158,9 @@ def main(argv=None) -> None:
     p.add_argument("--render-eps", type=float, default=0.05,
                    help="finite-difference step for the probe on real rendered frames (frames are uint8)")
     p.add_argument("--labels", default="dense,push")
+    p.add_argument("--sampler-steps", type=int, default=0, help="global sampler Euler steps (0: its default)")
+    p.add_argument("--one-draw", action="store_true",
+                   help="sample without the antithetic pairing (one noise draw), to see what the pairing does")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json")
@@ -171,6 +174,8 @@ def main(argv=None) -> None:
     from wm_gym.envs.core import DEFAULT_CHECKPOINT as ckpt
 
     gm = GlobalModel.from_pretrained(args.global_model or ckpt / "global_model", device="cpu")
+    if args.one_draw:
+        gm.sampler.antithetic = False
     sur = Surrogate.from_pretrained(args.surrogate or ckpt / "surrogate").eval()
     probe = StateProbe.from_pretrained(args.probe).eval()
     w = held_out_starts(args.data, args.starts, sur.config.context, gm.context, args.window, args.seed,
@@ -179,7 +184,8 @@ def main(argv=None) -> None:
     contact = torch.from_numpy(w.contact)
     labels = args.labels.split(",")
     truth_rew = truth_reference(w.episodes, w.starts, w.task, (1,), args.eps)[:, 0, 0]  # (N, m, R)
-    exact = autograd_reference(gm, w.frames, w.prev, w.actions[:, :1], args.seed, (1,))[:, 0, 0]  # (N, m, R)
+    steps = args.sampler_steps or None
+    exact = autograd_reference(gm, w.frames, w.prev, w.actions[:, :1], args.seed, (1,), steps)[:, 0, 0]  # (N, m, R)
     t_state, t_jac = truth_one_step(w.episodes, w.starts, w.task, args.eps)
     p_jac = probe_on_truth(w.episodes, w.starts, w.task, probe, args.render_eps)
     with torch.no_grad():
@@ -188,7 +194,7 @@ def main(argv=None) -> None:
     g_state = None
     for label in labels:
         ri = list(sur.config.reward_types).index(label)
-        g_state = global_one_step(gm, probe, w.frames, w.prev, a0, args.seed, label)
+        g_state = global_one_step(gm, probe, w.frames, w.prev, a0, args.seed, label, steps)
         with torch.no_grad():
             g_sur = sur.jacobians(z0, a0, reward_index=ri).drda.double()
         grads = {"global (reward model)": exact[..., ri], "global (probe + formula)": g_state[2],
