@@ -176,8 +176,8 @@ def main(argv=None) -> None:
     gm = GlobalModel.from_pretrained(args.global_model or ckpt / "global_model", device="cpu")
     if args.one_draw:
         gm.sampler.antithetic = False
-    sur = Surrogate.from_pretrained(args.surrogate or ckpt / "surrogate").eval()
-    probe = StateProbe.from_pretrained(args.probe).eval()
+    sur = Surrogate.from_pretrained(args.surrogate or ckpt / "surrogate", low_cpu_mem_usage=False).float().eval()
+    probe = StateProbe.from_pretrained(args.probe, low_cpu_mem_usage=False).eval()
     w = held_out_starts(args.data, args.starts, sur.config.context, gm.context, args.window, args.seed,
                         args.val_fraction)
     a0 = w.actions[:, 0]
