@@ -74,6 +74,29 @@ def global_one_step(gm, probe, frames, prev, a0, seed, label, sampler_steps=None
     return state.detach().double(), jac.double(), g.double()
 
 
+@torch.no_grad()
+def global_fd_jacobian(gm, probe, frames, prev, a0, seed, eps, sampler_steps=None):
+    """Central differences of the probe state of the global model's next frame w.r.t. a0 with step ``eps`` (same
+    noise): the response to a finite action change, beside autograd's local one. (N, 5, m)."""
+    from gradient_fidelity import differentiable_step
+
+    gen = torch.Generator(device=gm.device).manual_seed(seed)
+    obs = frames[:, -gm.context:]
+    noise = torch.randn(obs[:, -1].shape, generator=gen, device=gen.device, dtype=torch.float32)
+    cols = []
+    for j in range(a0.shape[1]):
+        st = []
+        for sign in (1.0, -1.0):
+            a = a0.clone()
+            a[:, j] += sign * eps
+            nxt, _ = differentiable_step(gm, obs, torch.cat([prev, a[:, None]], 1), noise, sampler_steps)
+            st.append(probe(nxt).state.double())
+        d = st[0] - st[1]
+        d[:, 4] = torch.remainder(d[:, 4] + math.pi, 2 * math.pi) - math.pi
+        cols.append(d / (2 * eps))
+    return torch.stack(cols, 2)
+
+
 def truth_one_step(episodes, starts, task, eps):
     """gym-pusht's next state and its Jacobian w.r.t. the normalised action (central differences):
     (state (N, 5), dstate/da (N, 5, m))."""
@@ -155,6 +178,8 @@ def main(argv=None) -> None:
     p.add_argument("--window", type=int, default=16, help="window length the starts are drawn for "
                    "(16: the same starts as gradient_fidelity.py --horizons 1,4,16 with the same --seed)")
     p.add_argument("--eps", type=float, default=0.02)
+    p.add_argument("--global-fd-eps", type=float, default=0.1,
+                   help="finite-difference step of the global model's response to a finite action change")
     p.add_argument("--render-eps", type=float, default=0.05,
                    help="finite-difference step for the probe on real rendered frames (frames are uint8)")
     p.add_argument("--labels", default="dense,push")
@@ -188,6 +213,7 @@ def main(argv=None) -> None:
     exact = autograd_reference(gm, w.frames, w.prev, w.actions[:, :1], args.seed, (1,), steps)[:, 0, 0]  # (N, m, R)
     t_state, t_jac = truth_one_step(w.episodes, w.starts, w.task, args.eps)
     p_jac = probe_on_truth(w.episodes, w.starts, w.task, probe, args.render_eps)
+    fd_jac = global_fd_jacobian(gm, probe, w.frames, w.prev, a0, args.seed, args.global_fd_eps, steps)
     with torch.no_grad():
         z0 = sur.encode(w.ctx[:, 0])
     rows, sel = [], {"all": torch.ones_like(contact), "contact": contact, "no contact": ~contact}
@@ -222,6 +248,8 @@ def main(argv=None) -> None:
             "angle_jacobian_true_deg_median": float(t_jac[s][:, 4].norm(dim=1).median() * 180 / math.pi),
             "angle_jacobian_global_deg_median": float(g_jac[s][:, 4].norm(dim=1).median() * 180 / math.pi),
             "agent_jacobian_cos_probe_on_truth": summary(p_jac[s][:, 0:2], tj),
+            "agent_gain_global_fd_median": float(fd_jac[s][:, 0:2].flatten(1).norm(dim=1).median() / math.sqrt(2)),
+            "block_jacobian_global_fd_px_median": float(fd_jac[s][:, 2:4].flatten(1).norm(dim=1).median()),
             "agent_gain_probe_on_truth_median": float(p_jac[s][:, 0:2].flatten(1).norm(dim=1).median() / math.sqrt(2)),
             "block_jacobian_probe_on_truth_px_median": float(p_jac[s][:, 2:4].flatten(1).norm(dim=1).median()),
             "angle_jacobian_probe_on_truth_deg_median": float(p_jac[s][:, 4].norm(dim=1).median() * 180 / math.pi),
@@ -250,6 +278,10 @@ def main(argv=None) -> None:
               f"{r['angle_jacobian_probe_on_truth_deg_median']:.1f} | "
               f"{r['agent_jacobian_cos_probe_on_truth']['cos_mean']:.3f} / "
               f"{r['agent_jacobian_cos_probe_on_truth']['cos_median']:.3f} |")
+    print(f"\nThe global model's response to a finite action change (central differences, eps={args.global_fd_eps}), "
+          "medians: agent gain / block dxy/da px")
+    for part, r in resp.items():
+        print(f"  {part}: {r['agent_gain_global_fd_median']:.1f} / {r['block_jacobian_global_fd_px_median']:.1f}")
     if args.json:
         from wm_gym.io import atomic_path
 
