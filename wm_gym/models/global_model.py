@@ -108,9 +108,10 @@ class GlobalModel(nn.Module):
         state_reader: optional :class:`~wm_gym.models.state_probe.StateProbe` (frame -> true-state layout). With
             it the reward labels that are formulas of the state (``pusht.STATE_REWARDS``: ``dense``, ``push``)
             are that formula applied to the state it reads from the predicted frame, instead of the reward
-            model's direct regression; the other labels and success still come from ``reward_model``. The
-            value is about as accurate; the *gradient* w.r.t. the action is the formula's, where the reward
-            CNN's pixel gradient is partly spurious (``benchmarks/one_step_gradient.py``).
+            model's direct regression; the other labels and success still come from ``reward_model``. On the
+            shipped model the values are more accurate and the gradient w.r.t. the action closer to the
+            simulator's, where the reward CNN's pixel gradient is partly spurious; FoG did not gain from it
+            (``benchmarks/results/global_state_reader/README.md``), so the shipped model has no reader.
     """
 
     def __init__(self, denoiser: Denoiser, reward_model: RewardModel, task: TaskSpec,
