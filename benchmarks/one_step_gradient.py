@@ -35,54 +35,39 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from gradient_fidelity import autograd_reference, compare, held_out_starts, truth_reference  # noqa: E402
-from wm_gym.pusht import GOAL_POSE, PUSH_DEADZONE, PUSH_OFFSET, PUSH_SOFTNESS  # noqa: E402
+from gradient_fidelity import (autograd_reference, compare, differentiable_step, held_out_starts,  # noqa: E402
+                               truth_reference)
+from wm_gym.pusht import STATE_REWARDS  # noqa: E402
 
 
-def state_reward(state: torch.Tensor, label: str) -> torch.Tensor:
-    """``dense`` / ``push`` of :mod:`wm_gym.pusht` in torch (differentiable), state (B, 5) in px / rad."""
-    goal = state.new_tensor(GOAL_POSE)
-    agent, block, angle = state[:, 0:2], state[:, 2:4], state[:, 4]
-    dth = torch.remainder(angle - goal[2] + math.pi, 2 * math.pi) - math.pi
-    pose = (block - goal[:2]).norm(dim=1) / 256.0 + dth.abs() / math.pi
-    if label == "dense":
-        target, dead = block, 60.0
-    elif label == "push":
-        away = block - goal[:2]
-        target = block + away * PUSH_OFFSET / (away.square().sum(1, keepdim=True) + PUSH_SOFTNESS ** 2).sqrt()
-        dead = PUSH_DEADZONE
-    else:
-        raise ValueError(f"no state formula for the reward label {label!r}")
-    return -(pose + 0.5 * torch.relu((agent - target).norm(dim=1) - dead) / 256.0)
-
-
-def global_one_step(gm, probe, frames, prev, a0, seed, label, sampler_steps=None):
-    """Probe state of the next frame and its Jacobian w.r.t. a0, and d(formula reward)/d a0, under the noise
-    ``global_rollout`` draws with ``seed``: (state (N, 5), dstate/da (N, 5, m), dr/da (N, m))."""
-    from gradient_fidelity import differentiable_step
-
+def _first_step(gm, frames, seed):
+    """The global model's context and the sampler noise ``global_rollout`` draws first under ``seed``."""
     gen = torch.Generator(device=gm.device).manual_seed(seed)
     obs = frames[:, -gm.context:]
-    noise = torch.randn(obs[:, -1].shape, generator=gen, device=gen.device, dtype=torch.float32)
+    return obs, torch.randn(obs[:, -1].shape, generator=gen, device=gen.device, dtype=torch.float32)
+
+
+def global_one_step(gm, probe, frames, prev, a0, seed, labels, sampler_steps=None):
+    """Probe state of the next frame and its Jacobian w.r.t. a0, and d(formula reward)/d a0 for every label in
+    ``labels`` (``pusht.STATE_REWARDS``), under the noise ``global_rollout`` draws with ``seed``:
+    (state (N, 5), dstate/da (N, 5, m), {label: dr/da (N, m)})."""
+    obs, noise = _first_step(gm, frames, seed)
     with torch.enable_grad():
         a = a0.clone().requires_grad_(True)
         nxt, _ = differentiable_step(gm, obs, torch.cat([prev, a[:, None]], 1), noise, sampler_steps)
         state = probe(nxt).state
         jac = torch.stack([torch.autograd.grad(state[:, i].sum(), a, retain_graph=True)[0]
                            for i in range(state.shape[1])], 1)
-        (g,) = torch.autograd.grad(state_reward(state.double(), label).sum(), a)
-    return state.detach().double(), jac.double(), g.double()
+        grads = {label: torch.autograd.grad(STATE_REWARDS[label](state.double()).sum(), a, retain_graph=True)[0]
+                 for label in labels}
+    return state.detach().double(), jac.double(), {k: g.double() for k, g in grads.items()}
 
 
 @torch.no_grad()
 def global_fd_jacobian(gm, probe, frames, prev, a0, seed, eps, sampler_steps=None):
     """Central differences of the probe state of the global model's next frame w.r.t. a0 with step ``eps`` (same
     noise): the response to a finite action change, beside autograd's local one. (N, 5, m)."""
-    from gradient_fidelity import differentiable_step
-
-    gen = torch.Generator(device=gm.device).manual_seed(seed)
-    obs = frames[:, -gm.context:]
-    noise = torch.randn(obs[:, -1].shape, generator=gen, device=gen.device, dtype=torch.float32)
+    obs, noise = _first_step(gm, frames, seed)
     cols = []
     for j in range(a0.shape[1]):
         st = []
@@ -97,6 +82,19 @@ def global_fd_jacobian(gm, probe, frames, prev, a0, seed, eps, sampler_steps=Non
     return torch.stack(cols, 2)
 
 
+def replay_to_step(env, ep, t, j, delta, task):
+    """Replay dataset episode ``ep`` from its seed through step ``t`` in ``env`` (gym-pusht's ``PushTEnv`` or
+    :class:`wm_gym.pusht.PushTGroundTruth`), with ``delta`` (env units) added to coordinate ``j`` of action ``t``
+    (``j`` None: as recorded); returns the first output of the last ``env.step`` (its observation / frame)."""
+    env.reset(seed=int(ep["seed"]) % 2**31)
+    acts = ep["actions"][: t + 1].astype(np.float64).copy()
+    if j is not None:
+        acts[t, j] += delta
+    for a in acts:
+        out = env.step(np.clip(a, task.action_low, task.action_high))
+    return out[0]
+
+
 def truth_one_step(episodes, starts, task, eps):
     """gym-pusht's next state and its Jacobian w.r.t. the normalised action (central differences):
     (state (N, 5), dstate/da (N, 5, m))."""
@@ -106,12 +104,7 @@ def truth_one_step(episodes, starts, task, eps):
     half = (task.action_high - task.action_low) / 2.0
 
     def next_state(ep, t, j, delta):
-        env.reset(seed=int(ep["seed"]) % 2**31)
-        acts = ep["actions"][: t + 1].astype(np.float64).copy()
-        if j is not None:
-            acts[t, j] += delta
-        for a in acts:
-            env.step(np.clip(a, task.action_low, task.action_high))
+        replay_to_step(env, ep, t, j, delta, task)
         th = (env.block.angle + np.pi) % (2 * np.pi) - np.pi
         return np.array([*env.agent.position, *env.block.position, th])
 
@@ -139,18 +132,11 @@ def probe_on_truth(episodes, starts, task, probe, eps):
     gt = PushTGroundTruth(image_size=probe.config.image_size)
     half = (task.action_high - task.action_low) / 2.0
 
-    def frame(ep, t, j, delta):
-        gt.reset(seed=int(ep["seed"]) % 2**31)
-        acts = ep["actions"][: t + 1].astype(np.float64).copy()
-        acts[t, j] += delta
-        for a in acts:
-            f, *_ = gt.step(np.clip(a, task.action_low, task.action_high))
-        return f
-
     jacs = []
     for e, t in starts:
         ep = episodes[e]
-        pairs = [frame(ep, t, j, sign * eps * half) for j in range(task.action_dim) for sign in (1.0, -1.0)]
+        pairs = [replay_to_step(gt, ep, t, j, sign * eps * half, task)
+                 for j in range(task.action_dim) for sign in (1.0, -1.0)]
         with torch.no_grad():
             st = probe(frames_to_tensor(np.stack(pairs))).state.double()
         d = st[0::2] - st[1::2]  # (m, 5)
@@ -217,13 +203,12 @@ def main(argv=None) -> None:
     with torch.no_grad():
         z0 = sur.encode(w.ctx[:, 0])
     rows, sel = [], {"all": torch.ones_like(contact), "contact": contact, "no contact": ~contact}
-    g_state = None
+    g_st, g_jac, g_formula = global_one_step(gm, probe, w.frames, w.prev, a0, args.seed, labels, steps)
     for label in labels:
         ri = list(sur.config.reward_types).index(label)
-        g_state = global_one_step(gm, probe, w.frames, w.prev, a0, args.seed, label, steps)
         with torch.no_grad():
             g_sur = sur.jacobians(z0, a0, reward_index=ri).drda.double()
-        grads = {"global (reward model)": exact[..., ri], "global (probe + formula)": g_state[2],
+        grads = {"global (reward model)": exact[..., ri], "global (probe + formula)": g_formula[label],
                  "surrogate": g_sur, "truth": truth_rew[..., ri]}
         for ref in ("truth", "global (reward model)", "global (probe + formula)"):
             for name, g in grads.items():
@@ -233,7 +218,6 @@ def main(argv=None) -> None:
                     rows.append({"reward": label, "reference": ref, "gradient": name, "starts": part,
                                  **summary(g[s], grads[ref][s])})
     # the action response itself: next agent position, and the block's on starts without contact
-    g_st, g_jac = g_state[0], g_state[1]
     resp = {}
     for part, s in sel.items():
         tj, gj = t_jac[s][:, 0:2], g_jac[s][:, 0:2]
