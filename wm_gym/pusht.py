@@ -91,18 +91,21 @@ class TaskSpec:
 PUSHT = TaskSpec()
 
 
+def _is_tensor(x) -> bool:
+    """A torch tensor (without importing torch: the ground-truth side of wm-gym does not need it)."""
+    return type(x).__module__.startswith("torch")
+
+
 def _array(x):
     """``x`` as a float64 numpy array, or unchanged if it is a torch tensor: the reward formulas below are written
     once, for both (numpy for labels and evaluation, torch where a world model differentiates them)."""
-    if type(x).__module__.startswith("torch"):
-        return x
-    return np.asarray(x, dtype=np.float64)
+    return x if _is_tensor(x) else np.asarray(x, dtype=np.float64)
 
 
 def _goal(s, index):
     """``GOAL_POSE[index]`` in the array type of ``s``."""
     goal = GOAL_POSE[index]
-    return s.new_tensor(goal) if type(s).__module__.startswith("torch") else goal
+    return s.new_tensor(goal) if _is_tensor(s) else goal
 
 
 def _norm(v):

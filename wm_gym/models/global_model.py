@@ -36,6 +36,7 @@ from ..pusht import STATE_REWARDS, TaskSpec
 from .denoiser import Denoiser
 from .reward_model import RewardModel, RewardOutput
 from .sampler import EulerSampler
+from .state_probe import StateProbe
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "global_model.json"
@@ -115,7 +116,7 @@ class GlobalModel(nn.Module):
     """
 
     def __init__(self, denoiser: Denoiser, reward_model: RewardModel, task: TaskSpec,
-                 sampler: EulerSampler | None = None, state_reader: nn.Module | None = None):
+                 sampler: EulerSampler | None = None, state_reader: StateProbe | None = None):
         super().__init__()
         dc, rc = denoiser.config, reward_model.config
         if dc.image_size != rc.image_size or dc.image_size != task.image_size:
@@ -249,8 +250,6 @@ class GlobalModel(nn.Module):
             raise CheckpointError(
                 f"{cfg_path} has format_version {cfg.get('format_version')}, this wm-gym reads {FORMAT_VERSION}"
             )
-        from .state_probe import StateProbe
-
         classes = [("denoiser", Denoiser), ("reward_model", RewardModel)]
         if cfg.get("state_reader", False):
             if not (path / "state_reader").exists():
