@@ -184,6 +184,23 @@ def test_several_collections_train_together(tmp_path, tiny_dataset):
         D.load_split(f"{tiny_dataset},{wrong}", "all")
 
 
+def test_action_noise_perturbs_the_behaviour_seeded_and_is_part_of_the_dataset(tmp_path, tiny_dataset):
+    root = tmp_path / "noisy"
+    D.collect(root, episodes=1, seed=0, image_size=32, max_steps=24, progress=False, action_noise=25.0)
+    noisy, clean = D.load_episode(D.episode_path(root, 0)), D.load_episode(D.episode_path(tiny_dataset, 0))
+    np.testing.assert_array_equal(noisy["states"][0], clean["states"][0])  # same start, same behaviour draws
+    diff = np.abs(noisy["actions"] - clean["actions"])
+    assert diff[0].max() > 0 and diff.max() > 10 and np.all(noisy["actions"] >= 0) and np.all(noisy["actions"] <= 512)
+    again = tmp_path / "again"
+    D.collect(again, episodes=1, seed=0, image_size=32, max_steps=24, progress=False, action_noise=25.0)
+    np.testing.assert_array_equal(noisy["actions"], D.load_episode(D.episode_path(again, 0))["actions"])
+    assert D.read_meta(root)["action_noise"] == 25.0
+    with pytest.raises(D.DatasetError, match="action_noise"):  # extending with another noise is refused
+        D.collect(root, episodes=2, seed=0, image_size=32, max_steps=24, progress=False)
+    with pytest.raises(ValueError, match="action_noise"):
+        D.collect(tmp_path / "bad", episodes=1, image_size=32, progress=False, action_noise=float("nan"))
+
+
 def test_appending_with_other_resolution_is_refused(tmp_path):
     root = tmp_path / "d"
     D.collect(root, episodes=1, seed=0, image_size=32, max_steps=5, progress=False)

@@ -31,7 +31,8 @@ def _cmd_collect(args) -> int:
     if args.policy and mix is not None:
         raise SystemExit("wm-gym collect: error: --mix and --policy are exclusive (one behaviour)")
     summary = collect(args.out, args.episodes, seed=args.seed, workers=args.workers, image_size=args.image_size,
-                      mix=mix, progress=not args.quiet, policy=args.policy or None, sampled=not args.deterministic)
+                      mix=mix, progress=not args.quiet, policy=args.policy or None, sampled=not args.deterministic,
+                      action_noise=args.action_noise)
     print(json.dumps(summary))
     return 0
 
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "instead of the scripted mix, e.g. to measure or fine-tune the world model where it acts")
     c.add_argument("--deterministic", action="store_true", help="with --policy: act with the tanh of the mean "
                    "(default: sampled actions, the stochastic policy FoG trains)")
+    c.add_argument("--action-noise", type=float, default=0.0, metavar="PX",
+                   help="std (env px) of Gaussian noise added to every behaviour action, so the action's effect is "
+                   "identifiable from the data (default 0: the behaviour as it is)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_cmd_collect)
 

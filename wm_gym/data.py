@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .io import atomic_save_npz, atomic_write_text
-from .pusht import PUSHT, STATE_REWARDS, TaskSpec
+from .pusht import PUSHT, STATE_REWARDS, WORKSPACE, TaskSpec
 
 FORMAT_VERSION = 1
 EPISODE_KEYS = {
@@ -141,11 +141,16 @@ class _SavedFramePolicy:
 
 
 def collect_episode(index: int, seed: int, image_size: int, mix: dict[str, float] | None,
-                    max_steps: int = 300, policy: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+                    max_steps: int = 300, policy: dict[str, Any] | None = None,
+                    action_noise: float = 0.0) -> dict[str, np.ndarray]:
     """Roll one episode in the ground-truth Push-T and return its arrays.
 
     The behaviour is the scripted ``mix`` (it reads the true state), or, when ``policy`` is given
     (``{"path": DIR, "sampled": bool}``), a saved frame policy acting on the frames it is shown.
+    ``action_noise`` (env px, std) adds independent Gaussian noise to every action the behaviour picks
+    (clipped to the action space; the recorded action is the one taken), so that the action taken is not
+    predictable from the frames and past actions: the scripted behaviour's actions are (their residual
+    given the history is ~9 px), which leaves a world model's response to the action poorly identified.
     """
     from .policies import make_behaviour_policy
     from .pusht import PushTGroundTruth
@@ -160,12 +165,15 @@ def collect_episode(index: int, seed: int, image_size: int, mix: dict[str, float
         behaviour = _SavedFramePolicy(policy["path"], policy["sampled"])
         act = behaviour.act
     behaviour.reset(rng)
+    noise_rng = np.random.default_rng([s, 1])  # its own stream: the behaviour's draws do not change with it
     frame, info = gt.reset(seed=s % (2**31))
     frames, states, coverage = [frame], [info["state"]], [info["coverage"]]
     actions, rewards, contact = [], {r: [] for r in PUSHT.reward_types}, []
     terminated = truncated = False
     while not (terminated or truncated):
         a = np.asarray(act(frame, info), dtype=np.float32).reshape(2)
+        if action_noise > 0:
+            a = np.clip(a + noise_rng.normal(scale=action_noise, size=2), 0.0, WORKSPACE).astype(np.float32)
         frame, _, terminated, truncated, info = gt.step(a)
         frames.append(frame); states.append(info["state"]); coverage.append(info["coverage"])
         actions.append(a); contact.append(info["contact"])
@@ -187,20 +195,22 @@ def collect_episode(index: int, seed: int, image_size: int, mix: dict[str, float
 
 
 def _collect_job(args):
-    index, root, seed, image_size, mix, max_steps, policy = args
-    ep = collect_episode(index, seed, image_size, mix, max_steps, policy)
+    index, root, seed, image_size, mix, max_steps, policy, action_noise = args
+    ep = collect_episode(index, seed, image_size, mix, max_steps, policy, action_noise)
     atomic_save_npz(episode_path(root, index), **ep)
     return index, len(ep["actions"])
 
 
 def collect(out: str | Path, episodes: int, seed: int = 0, workers: int = 1, image_size: int = 64,
             mix: dict[str, float] | None = None, max_steps: int = 300, progress: bool = True,
-            policy: str | Path | None = None, sampled: bool = True) -> dict[str, Any]:
+            policy: str | Path | None = None, sampled: bool = True, action_noise: float = 0.0) -> dict[str, Any]:
     """Collect ``episodes`` ground-truth episodes into ``out`` (resumes; never overwrites an episode).
 
     The behaviour is the scripted ``mix``, or the saved frame policy in directory ``policy``
     (``FoGPolicy.save``; sampled actions unless ``sampled=False``): data from the states a trained policy
     visits, to evaluate or fine-tune the world model there (``wm-gym eval-fidelity`` / ``train-global``).
+    ``action_noise`` > 0 perturbs every action with Gaussian noise of that std (env px; see
+    :func:`collect_episode`), for data in which the action's effect on the next frame is identifiable.
     Returns a summary dict (episodes written now, total, steps, seconds).
     """
     import time
@@ -209,6 +219,8 @@ def collect(out: str | Path, episodes: int, seed: int = 0, workers: int = 1, ima
 
     if episodes < 1 or workers < 1 or image_size < 8:
         raise ValueError(f"need episodes >= 1, workers >= 1, image_size >= 8 (got {episodes}, {workers}, {image_size})")
+    if not (np.isfinite(action_noise) and action_noise >= 0):
+        raise ValueError(f"action_noise is a standard deviation in env px, >= 0 (got {action_noise})")
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     if policy is not None:
@@ -236,12 +248,13 @@ def collect(out: str | Path, episodes: int, seed: int = 0, workers: int = 1, ima
         "control_hz": PUSHT.render_fps,
         "behaviour_mix": mix,
         **({"behaviour_policy": policy_spec} if policy_spec else {}),
+        **({"action_noise": float(action_noise)} if action_noise > 0 else {}),
         "seed": seed,
         "gym_pusht_version": gp_version,
     }
     if (root / "meta.json").exists():
         old = read_meta(root)
-        for key in ("resolution", "behaviour_mix", "behaviour_policy", "seed", "task"):
+        for key in ("resolution", "behaviour_mix", "behaviour_policy", "action_noise", "seed", "task"):
             if old.get(key) != meta.get(key):
                 raise DatasetError(
                     f"{root} already holds a dataset with {key}={old.get(key)}, but this collection asks for "
@@ -251,7 +264,7 @@ def collect(out: str | Path, episodes: int, seed: int = 0, workers: int = 1, ima
         atomic_write_text(root / "meta.json", json.dumps(meta, indent=2))
 
     todo = [i for i in range(episodes) if not episode_path(root, i).exists()]
-    jobs = [(i, str(root), seed, image_size, mix, max_steps, policy_spec) for i in todo]
+    jobs = [(i, str(root), seed, image_size, mix, max_steps, policy_spec, float(action_noise)) for i in todo]
     t0, steps = time.time(), 0
     from tqdm.auto import tqdm
 
