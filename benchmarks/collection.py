@@ -36,12 +36,16 @@ def dataset_stats(root) -> dict:
     from wm_gym.pusht import wrap_angle
 
     contact, disp, rot, moved, behaviours, reach, change = [], [], [], [], [], [], []
+    history, taken = [], []  # the action's linear prediction from the last 3 actions and agent positions
     for p in list_episodes(root):
         ep = load_episode(p)
         s = ep["states"].astype(np.float64)
         a = ep["actions"].astype(np.float64)
         reach.append(np.linalg.norm(a - s[:-1, :2], axis=1))  # how far the target is from the agent
         change.append(np.linalg.norm(np.diff(a, axis=0), axis=1))  # how far the target moves per step
+        for t in range(3, len(a)):
+            history.append(np.r_[a[t - 3:t].ravel(), s[t - 2:t + 1, :2].ravel(), 1.0])
+            taken.append(a[t])
         d = float(np.linalg.norm(s[-1, 2:4] - s[0, 2:4]))
         r = float(np.degrees(np.abs(wrap_angle(s[-1, 4] - s[0, 4]))))
         contact.append(ep["contact"].mean())
@@ -50,6 +54,8 @@ def dataset_stats(root) -> dict:
         moved.append(d > 20 or r > 15)
         behaviours.append(str(ep["behaviour"]))
     steps = sum(1 for _ in contact)
+    X, Y = np.asarray(history), np.asarray(taken)
+    residual = Y - X @ np.linalg.lstsq(X, Y, rcond=None)[0] if len(Y) > X.shape[-1] else np.full((1, 2), np.nan)
     q = lambda x: [round(float(v), 1) for v in np.percentile(x, [10, 25, 50, 75, 90])]
     return {
         "episodes": steps,
@@ -60,6 +66,9 @@ def dataset_stats(root) -> dict:
         # where a policy's actions leave the training data's (a world model is only trained on these)
         "action_to_agent_px_p10_25_50_75_90": q(np.concatenate(reach)),
         "action_change_px_p10_25_50_75_90": q(np.concatenate(change)),
+        # rms per axis of what a linear fit of the last 3 actions and agent positions leaves unexplained of the
+        # action: the variation from which a world model can learn the action's own effect on the next frame
+        "action_unexplained_by_history_px": round(float(np.sqrt(np.mean(residual**2))), 1),
         "behaviour_counts": {b: behaviours.count(b) for b in sorted(set(behaviours))},
     }
 
