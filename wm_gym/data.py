@@ -2,7 +2,8 @@
 
 A dataset is a directory::
 
-    DIR/meta.json            format version, task spec, resolution, control rate, behaviour mix, seed
+    DIR/meta.json            format version, task spec, resolution, control rate, behaviour mix (and action
+                             noise, if any), seed
     DIR/episode_000000.npz   one episode each, written atomically (temp file, then rename)
 
 Each episode holds ``frames`` uint8 (T+1, H, W, 3), ``actions`` float32 (T, 2) in env units,
@@ -148,9 +149,9 @@ def collect_episode(index: int, seed: int, image_size: int, mix: dict[str, float
     The behaviour is the scripted ``mix`` (it reads the true state), or, when ``policy`` is given
     (``{"path": DIR, "sampled": bool}``), a saved frame policy acting on the frames it is shown.
     ``action_noise`` (env px, std) adds independent Gaussian noise to every action the behaviour picks
-    (clipped to the action space; the recorded action is the one taken), so that the action taken is not
-    predictable from the frames and past actions: the scripted behaviour's actions are (their residual
-    given the history is ~9 px), which leaves a world model's response to the action poorly identified.
+    (clipped to the action space; the recorded action is the one taken), so that the action is not
+    predictable from the frames and past actions. The scripted behaviour's action is predictable to ~9 px
+    (``benchmarks/collection.py --stats``), which leaves the effect of larger action changes to extrapolation.
     """
     from .policies import make_behaviour_policy
     from .pusht import PushTGroundTruth
