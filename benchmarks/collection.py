@@ -43,9 +43,11 @@ def dataset_stats(root) -> dict:
         a = ep["actions"].astype(np.float64)
         reach.append(np.linalg.norm(a - s[:-1, :2], axis=1))  # how far the target is from the agent
         change.append(np.linalg.norm(np.diff(a, axis=0), axis=1))  # how far the target moves per step
-        for t in range(3, len(a)):
-            history.append(np.r_[a[t - 3:t].ravel(), s[t - 2:t + 1, :2].ravel(), 1.0])
-            taken.append(a[t])
+        T = len(a)  # rows t = 3..T-1: a[t-3], a[t-2], a[t-1], agent xy at t-2, t-1, t, and a constant
+        if T > 3:
+            history.append(np.concatenate([a[0:T - 3], a[1:T - 2], a[2:T - 1], s[1:T - 2, :2], s[2:T - 1, :2],
+                                           s[3:T, :2], np.ones((T - 3, 1))], axis=1))
+            taken.append(a[3:])
         d = float(np.linalg.norm(s[-1, 2:4] - s[0, 2:4]))
         r = float(np.degrees(np.abs(wrap_angle(s[-1, 4] - s[0, 4]))))
         contact.append(ep["contact"].mean())
@@ -54,7 +56,7 @@ def dataset_stats(root) -> dict:
         moved.append(d > 20 or r > 15)
         behaviours.append(str(ep["behaviour"]))
     steps = sum(1 for _ in contact)
-    X, Y = np.asarray(history), np.asarray(taken)
+    X, Y = (np.concatenate(history), np.concatenate(taken)) if history else (np.zeros((0, 13)), np.zeros((0, 2)))
     residual = Y - X @ np.linalg.lstsq(X, Y, rcond=None)[0] if len(Y) > X.shape[-1] else np.full((1, 2), np.nan)
     q = lambda x: [round(float(v), 1) for v in np.percentile(x, [10, 25, 50, 75, 90])]
     return {

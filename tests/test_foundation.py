@@ -235,3 +235,7 @@ def test_cli_rejects_nonsense(capsys):
     with pytest.raises(SystemExit):
         main(["collect", "--episodes", "-3", "--out", "x"])
     assert "must be > 0" in capsys.readouterr().err
+    for noise in ("-1", "nan"):
+        with pytest.raises(SystemExit):
+            main(["collect", "--episodes", "1", "--out", "x", "--action-noise", noise])
+        assert "--action-noise: must be >= 0" in capsys.readouterr().err

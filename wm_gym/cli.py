@@ -7,11 +7,12 @@ import json
 import sys
 
 
-def _positive(kind):
+def _positive(kind, allow_zero: bool = False):
+    """An argparse type: a ``kind`` number > 0 (>= 0 with ``allow_zero``)."""
     def parse(s):
         v = kind(s)
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
+        if not (v >= 0 if allow_zero else v > 0):  # NaN fails both
+            raise argparse.ArgumentTypeError(f"must be {'>=' if allow_zero else '>'} 0, got {s}")
         return v
     return parse
 
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "instead of the scripted mix, e.g. to measure or fine-tune the world model where it acts")
     c.add_argument("--deterministic", action="store_true", help="with --policy: act with the tanh of the mean "
                    "(default: sampled actions, the stochastic policy FoG trains)")
-    c.add_argument("--action-noise", type=float, default=0.0, metavar="PX",
+    c.add_argument("--action-noise", type=_positive(float, allow_zero=True), default=0.0, metavar="PX",
                    help="std (env px) of Gaussian noise added to every behaviour action, so the action's effect is "
                    "identifiable from the data (default 0: the behaviour as it is)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
