@@ -461,3 +461,78 @@ def test_train_global_multi_step_self_forcing(tiny_dataset, tmp_path):
     assert train(args)["step"] == 3
     with pytest.raises(ValueError, match="--self-forcing-steps must be at least 1"):
         train(TrainGlobalArgs(**{**vars(args), "out": str(tmp_path / "bad"), "self_forcing_steps": 0}))
+
+
+def test_action_targets_are_drawn_where_gym_pusht_draws_the_agent(tiny_dataset):
+    """An action equal to the agent's position is a Gaussian centred on the agent's pixels in the real frames."""
+    import numpy as np
+
+    den = tiny_denoiser(action_target_planes=K, action_target_sigma=1.0)
+    ep = np.load(sorted(tiny_dataset.glob("episode_*.npz"))[0])
+    rows, cols = torch.meshgrid(torch.arange(S, dtype=torch.float32), torch.arange(S, dtype=torch.float32), indexing="ij")
+    for t in range(0, 24, 6):
+        frame, agent = ep["frames"][t].astype(int), ep["states"][t, :2]
+        blue = torch.from_numpy((frame[..., 2] > 180) & (frame[..., 0] < 120)).float()
+        act = torch.tensor(PUSHT.normalize_action(agent), dtype=torch.float32).expand(1, K, 2)
+        g = den.action_targets(act)
+        assert g.shape == (1, K, S, S) and g.dtype == torch.float32
+        assert 0.77 < g.max() <= 1.0  # the peak pixel lies within half a pixel of the centre (sigma 1 px)
+        w = g[0, -1] / g[0, -1].sum()
+        drawn = torch.stack([(w * rows).sum(), (w * cols).sum()])
+        seen = torch.stack([(blue * rows).sum(), (blue * cols).sum()]) / blue.sum()
+        assert (drawn - seen).abs().max() < 0.5, (t, drawn, seen)  # pixels of the 32x32 frame
+    with pytest.raises(ValueError, match="action_target_planes"):
+        tiny_denoiser(action_target_planes=K + 1)
+    with pytest.raises(ValueError, match="action_target_sigma"):
+        tiny_denoiser(action_target_planes=1, action_target_sigma=0.0)
+
+
+def test_action_target_planes_condition_the_prediction_and_round_trip(tmp_path):
+    torch.manual_seed(0)
+    den = tiny_denoiser(action_target_planes=1)
+    torch.nn.init.normal_(den.stem.weight, std=0.1)
+    for p in den.unet.conv_out.parameters():
+        torch.nn.init.normal_(p, std=0.02)
+    obs, act = context_batch(B=2)
+    moved = act.clone()
+    moved[:, :-1] += 0.3  # only older actions change: the constant planes and the embedding see it
+    x = torch.randn(2, 3, S, S)
+    # the target plane sees the latest action alone; zeroing its stem weights must change the output
+    out = den(x, torch.tensor(1.0), obs, act)
+    den2 = Denoiser.from_config(den.config)
+    den2.load_state_dict(den.state_dict())
+    with torch.no_grad():
+        den2.stem.weight[:, -den.config.patch ** 2:] = 0
+    assert not torch.allclose(out, den2(x, torch.tensor(1.0), obs, act))
+    den.save_pretrained(tmp_path / "den")
+    back = Denoiser.from_pretrained(tmp_path / "den")
+    assert back.config.action_target_planes == 1
+    torch.testing.assert_close(back(x, torch.tensor(1.0), obs, act), out)
+
+
+def test_train_global_adds_action_target_planes_to_a_saved_model(tiny_dataset, tmp_path):
+    """--action-target-planes with --init-from a model without them starts from its exact predictions, and
+    --resume keeps the architecture of the checkpoint whatever flags come with it."""
+    from wm_gym.train_global import TrainGlobalArgs, grown_stem, train
+
+    args = TrainGlobalArgs(data=str(tiny_dataset), out=str(tmp_path / "run"), steps=2, batch_size=4, context=K,
+                           widths="8,16", eval_every=2, eval_starts=2, goal_frames=12, goal_batch=2,
+                           val_fraction=0.34, quiet=True, threads=1, eval_horizons="1,4")
+    train(args)
+    base = GlobalModel.from_pretrained(tmp_path / "run" / "global_model")
+    grown = TrainGlobalArgs(**{**vars(args), "out": str(tmp_path / "grown"), "init_from": str(tmp_path / "run" / "global_model"),
+                               "action_target_planes": 2, "lr": 0.0, "reward_lr": 0.0, "warmup_steps": 1})
+    train(grown)
+    after = GlobalModel.from_pretrained(tmp_path / "grown" / "global_model")
+    assert after.denoiser.config.action_target_planes == 2
+    assert after.denoiser.stem.weight.shape[1] == base.denoiser.stem.weight.shape[1] + 2 * 4**2
+    obs, act = context_batch()
+    x = torch.randn(3, 3, S, S)
+    with torch.no_grad():
+        torch.testing.assert_close(after.denoiser(x, torch.tensor(0.7), obs, act),
+                                   base.denoiser(x, torch.tensor(0.7), obs, act))
+    logs = train(TrainGlobalArgs(**{**vars(grown), "init_from": "", "action_target_planes": 0, "steps": 3, "resume": True}))
+    assert logs["step"] == 3
+    assert GlobalModel.from_pretrained(tmp_path / "grown" / "global_model").denoiser.config.action_target_planes == 2
+    with pytest.raises(ValueError, match="only inputs"):
+        grown_stem(after.denoiser.state_dict(), base.denoiser)

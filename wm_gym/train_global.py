@@ -77,6 +77,12 @@ class TrainGlobalArgs:
     widths: str = field(default="32,64,64", metadata={"help": "UNet block widths"})
     layers_per_block: int = field(default=1, metadata={"help": "resnet layers per UNet block"})
     patch: int = field(default=4, metadata={"help": "space-to-depth factor"})
+    action_target_planes: int = field(default=0, metadata={
+        "help": "also draw the N latest actions as Gaussians at the frame position they name (Push-T: the agent's "
+                "target; 0: off). With --init-from a model without them, the new stem inputs start at zero, so "
+                "the run starts from that model's exact predictions (study: "
+                "benchmarks/results/global_action_target/README.md)"})
+    action_target_sigma: float = field(default=1.5, metadata={"help": "std of those Gaussians in frame pixels"})
     change_weight: float = field(default=10.0, metadata={"help": "extra loss weight on changing pixels"})
     context_noise_max: float = field(default=0.05, metadata={"help": "max std of the context noise augmentation"})
     sampler_steps: int = field(default=1, metadata={
@@ -144,6 +150,8 @@ class TrainGlobalArgs:
         return tuple(int(w) for w in self.widths.split(","))
 
 
+# the flags that shape the denoiser: taken from --init-from's model, and from the checkpoint on --resume
+ARCHITECTURE_ARGS = ("context", "patch", "widths", "layers_per_block", "action_target_planes", "action_target_sigma")
 HORIZONS = (1, 4, 16)  # default horizons of open_loop_eval (train-global's validation: --eval-horizons)
 
 
@@ -360,6 +368,19 @@ def self_forced_context(den: Denoiser, sampler: EulerSampler, obs: torch.Tensor,
     return torch.cat([ctx, obs[F:, N:]]), act[:, N:]
 
 
+def grown_stem(state: dict[str, torch.Tensor], den: Denoiser) -> dict[str, torch.Tensor]:
+    """A denoiser state dict whose stem gets zero weights for the inputs ``den`` has beyond it (action-target
+    planes added to a model trained without them: the stem's inputs are appended last), so that ``den`` then
+    predicts exactly what the saved model did."""
+    w, want = state["stem.weight"], den.stem.weight.shape
+    if w.shape == want:
+        return state
+    if w.shape[0] != want[0] or w.shape[1] > want[1] or w.shape[2:] != want[2:]:
+        raise ValueError(f"the saved denoiser's stem {tuple(w.shape)} does not fit this run's {tuple(want)}: "
+                         "only inputs (action-target planes) can be added to a saved model")
+    return {**state, "stem.weight": torch.cat([w, w.new_zeros(want[0], want[1] - w.shape[1], *want[2:])], dim=1)}
+
+
 def learning_rate(args: TrainGlobalArgs, step: int) -> float:
     """Linear warm-up, constant, then (with ``lr_decay_start``) linear decay to ``lr_final`` at ``steps``."""
     lr = args.lr * min(1.0, (step + 1) / args.warmup_steps)
@@ -441,8 +462,15 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
         args.context, args.patch = den_cfg["context"], den_cfg["patch"]
         args.widths = ",".join(str(w) for w in den_cfg["block_out_channels"])
         args.layers_per_block = den_cfg["layers_per_block"]
+        if not args.action_target_planes:  # kept from the model unless the run adds them
+            args.action_target_planes = den_cfg.get("action_target_planes", 0)
+            args.action_target_sigma = den_cfg.get("action_target_sigma", args.action_target_sigma)
         args.sampler_steps = init.sampler.num_steps
         args.sampler_min_change = init.sampler.min_change
+    if args.resume and ckpt_path.exists():  # a resumed run keeps its architecture, whatever flags come with it
+        saved = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("args", {})
+        for name in ARCHITECTURE_ARGS:
+            setattr(args, name, saved.get(name, getattr(args, name)))
     # -- data ---------------------------------------------------------------------------------------
     max_ep = args.max_episodes or None
     train_set = TransitionDataset(args.data, "train", args.context, args.val_fraction, args.seed, max_episodes=max_ep)
@@ -469,6 +497,7 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
     # -- models -------------------------------------------------------------------------------------
     den = Denoiser(image_size=task.image_size, context=args.context, action_dim=task.action_dim, patch=args.patch,
                    block_out_channels=args.widths_tuple, layers_per_block=args.layers_per_block,
+                   action_target_planes=args.action_target_planes, action_target_sigma=args.action_target_sigma,
                    change_weight=args.change_weight, context_noise_max=args.context_noise_max).to(device)
     rm = RewardModel(image_size=task.image_size, num_rewards=len(task.reward_types),
                      success_pos_weight=args.success_pos_weight).to(device)
@@ -489,7 +518,10 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
             tqdm.write(f"reward labels {list(init.task.reward_types)} -> {list(task.reward_types)}: "
                        "the reward model starts afresh")
         for mod, src in pairs:
-            mod.load_state_dict({k: v.float() for k, v in src.state_dict().items()})
+            state = {k: v.float() for k, v in src.state_dict().items()}
+            if isinstance(mod, Denoiser):
+                state = grown_stem(state, mod)
+            mod.load_state_dict(state)
     if args.resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
         for mod, key in ((den, "denoiser"), (rm, "reward_model"), (ema_den, "ema_denoiser"),

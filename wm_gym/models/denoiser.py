@@ -17,6 +17,12 @@ Conditioning: the K context frames are stacked on channels beside the noisy delt
 (normalised to [-1, 1]) go through a small MLP into the UNet's ``class_labels`` (added to the noise
 embedding) and, with ``action_planes=True``, are also broadcast as constant planes beside a
 coordinate grid, so a conv can compare "where the action points" with "where a pixel is".
+
+For tasks whose action is a position in the frame (Push-T: the agent's target in workspace coordinates,
+which the frame spans), ``action_target_planes=N`` also draws each of the N latest actions as a Gaussian
+of ``action_target_sigma`` pixels at that position, at full frame resolution and space-to-depth like the
+frames. The constant planes put the target in a 1x1 stem's weights; these put it in the pixels, with
+sub-patch detail, next to the agent it pulls (study: benchmarks/results/global_action_target/README.md).
 """
 
 from __future__ import annotations
@@ -85,6 +91,9 @@ class Denoiser(ModelMixin, ConfigMixin):
         layers_per_block: resnet layers per UNet block.
         norm_num_groups: GroupNorm groups in the UNet.
         action_planes: also feed the actions as constant planes beside an (x, y) coordinate grid.
+        action_target_planes: draw the N latest actions as Gaussians at the frame position they name (0: off;
+            for actions that are positions in the frame, normalised so that -1 / 1 are its edges).
+        action_target_sigma: standard deviation of those Gaussians in frame pixels.
         sigma_data: EDM's data standard deviation.
         train_sigma_loc, train_sigma_scale: training noise levels are ``exp(N(loc, scale**2))``.
         train_sigma_min, train_sigma_max: the training noise levels are clipped to this range.
@@ -105,6 +114,8 @@ class Denoiser(ModelMixin, ConfigMixin):
         layers_per_block: int = 1,
         norm_num_groups: int = 8,
         action_planes: bool = True,
+        action_target_planes: int = 0,
+        action_target_sigma: float = 1.5,
         sigma_data: float = 0.5,
         train_sigma_loc: float = -0.4,
         train_sigma_scale: float = 1.2,
@@ -126,6 +137,11 @@ class Denoiser(ModelMixin, ConfigMixin):
                              f"norm_num_groups={norm_num_groups}")
         if context < 1:
             raise ValueError(f"context must be >= 1, got {context}")
+        if not 0 <= action_target_planes <= context or (action_target_planes and action_dim != 2):
+            raise ValueError(f"action_target_planes must be in [0, context={context}] and needs 2-d actions "
+                             f"(positions in the frame), got {action_target_planes} with action_dim={action_dim}")
+        if action_target_planes and not action_target_sigma > 0:
+            raise ValueError(f"action_target_sigma must be > 0 pixels, got {action_target_sigma}")
         emb_dim = 4 * block_out_channels[0]
         self.act_mlp = nn.Sequential(
             nn.Linear(context * action_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
@@ -136,6 +152,7 @@ class Denoiser(ModelMixin, ConfigMixin):
         side = image_size // patch
         # input planes, noisy delta first: [delta, context frames] space-to-depth, then action planes + coords
         stem_in = image_channels * (context + 1) * patch**2 + (context * action_dim + 2 if action_planes else 0)
+        stem_in += action_target_planes * patch**2
         self.stem = nn.Conv2d(stem_in, block_out_channels[0], kernel_size=1)
         self.unet = UNet2DModel(
             sample_size=side,
@@ -159,6 +176,9 @@ class Denoiser(ModelMixin, ConfigMixin):
             self.register_buffer("coords", torch.stack([xx, yy])[None], persistent=False)
         else:
             self.coords = None
+        # pixel-centre positions of the frame in normalised units: pixel i covers [i, i+1) of [0, image_size)
+        centres = (torch.arange(image_size, dtype=torch.float32) + 0.5) / image_size * 2.0 - 1.0
+        self.register_buffer("pixel_centres", centres, persistent=False)
 
     # -- EDM -----------------------------------------------------------------------------------
     def precondition(self, sigma: torch.Tensor) -> Preconditioning:
@@ -183,8 +203,22 @@ class Denoiser(ModelMixin, ConfigMixin):
         if self.coords is not None:
             planes.append(act.reshape(B, -1, 1, 1).expand(-1, -1, H // p, W // p))
             planes.append(self.coords.expand(B, -1, -1, -1).to(obs.dtype))
+        if self.config.action_target_planes:
+            planes.append(space_to_depth(self.action_targets(act), p))
         ctx = F.conv2d(torch.cat(planes, dim=1), w[:, c_noisy:], bias)
         return Conditioning(stem_context=ctx, act_emb=self.act_mlp(act.reshape(B, -1)))
+
+    def action_targets(self, act: torch.Tensor) -> torch.Tensor:
+        """The latest ``action_target_planes`` actions (B, K, 2) drawn as Gaussians in the frame: (B, N, H, W).
+
+        Action (x, y) in [-1, 1] is the frame's (column, row) position, -1 / 1 being its outer edges."""
+        n, cfg = self.config.action_target_planes, self.config
+        a = act[:, -n:].to(self.pixel_centres.dtype)
+        c = self.pixel_centres
+        inv = (cfg.image_size / 2.0 / cfg.action_target_sigma) ** 2 / 2.0  # 1 / (2 sigma^2) in normalised units
+        gx = torch.exp(-inv * (c.view(1, 1, -1) - a[..., 0:1]) ** 2)  # (B, N, W)
+        gy = torch.exp(-inv * (c.view(1, 1, -1) - a[..., 1:2]) ** 2)  # (B, N, H)
+        return (gy.unsqueeze(-1) * gx.unsqueeze(-2)).to(act.dtype)
 
     def inner(self, x_in: torch.Tensor, c_noise: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """The raw network F: scaled noisy delta (B, C, H, W) -> (B, C, H, W)."""
