@@ -31,6 +31,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -122,14 +123,36 @@ def truth_one_step(episodes, starts, task, eps):
     return torch.from_numpy(np.stack(states)), torch.from_numpy(np.stack(jacs))
 
 
-def probe_on_truth(episodes, starts, task, probe, eps):
+class AgentPixels:
+    """A probe-free reader of the agent's position: the centroid of the frame's agent-blue pixels (gym-pusht draws
+    the agent RoyalBlue (65, 105, 225); the block, goal and background have blue - red <= 34), weighted by
+    ``clamp((blue - red - 50) / 100, 0, 1)`` so that anti-aliased edges count in part. ``reader(frames).state``
+    is (N, 5) with the agent's xy in workspace px and zeros for the block, like a ``StateProbe``'s."""
+
+    def __init__(self, task):
+        self.task = task
+
+    def __call__(self, frames):
+        rgb = (frames.double().clamp(-1, 1) + 1.0) * 127.5  # (N, 3, H, W)
+        w = ((rgb[:, 2] - rgb[:, 0] - 50.0) / 100.0).clamp(0.0, 1.0)  # (N, H, W)
+        H, W = w.shape[1:]
+        px = (torch.arange(W, dtype=w.dtype) + 0.5) * (self.task.action_high - self.task.action_low) / W
+        py = (torch.arange(H, dtype=w.dtype) + 0.5) * (self.task.action_high - self.task.action_low) / H
+        mass = w.sum((1, 2)).clamp_min(1e-6)
+        x, y = (w * px).sum((1, 2)) / mass, (w * py[:, None]).sum((1, 2)) / mass
+        state = torch.zeros(len(w), 5, dtype=w.dtype)
+        state[:, 0], state[:, 1] = x, y
+        return SimpleNamespace(state=state)
+
+
+def probe_on_truth(episodes, starts, task, probe, eps, image_size=None):
     """The probe's reading of gym-pusht's *real* next frame and its Jacobian w.r.t. the normalised action (central
     differences of rendered frames): how much of an action response read by the probe is the probe's own.
     Returns dstate/da (N, 5, m)."""
     from wm_gym.data import frames_to_tensor
     from wm_gym.pusht import PushTGroundTruth
 
-    gt = PushTGroundTruth(image_size=probe.config.image_size)
+    gt = PushTGroundTruth(image_size=image_size or probe.config.image_size)
     half = (task.action_high - task.action_low) / 2.0
 
     jacs = []
@@ -172,6 +195,9 @@ def main(argv=None) -> None:
     p.add_argument("--sampler-steps", type=int, default=0, help="global sampler Euler steps (0: its default)")
     p.add_argument("--one-draw", action="store_true",
                    help="sample without the antithetic pairing (one noise draw), to see what the pairing does")
+    p.add_argument("--min-change", type=float, default=None,
+                   help="the sampler's min_change (default: the model's; 0 keeps every predicted change, to see "
+                        "what zeroing the faint ones does to the response)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json")
@@ -187,6 +213,8 @@ def main(argv=None) -> None:
     gm = GlobalModel.from_pretrained(args.global_model or ckpt / "global_model", device="cpu")
     if args.one_draw:
         gm.sampler.antithetic = False
+    if args.min_change is not None:
+        gm.sampler.min_change = args.min_change
     sur = Surrogate.from_pretrained(args.surrogate or ckpt / "surrogate", low_cpu_mem_usage=False).float().eval()
     probe = StateProbe.from_pretrained(args.probe, low_cpu_mem_usage=False).eval()
     w = held_out_starts(args.data, args.starts, sur.config.context, gm.context, args.window, args.seed,
@@ -200,6 +228,10 @@ def main(argv=None) -> None:
     t_state, t_jac = truth_one_step(w.episodes, w.starts, w.task, args.eps)
     p_jac = probe_on_truth(w.episodes, w.starts, w.task, probe, args.render_eps)
     fd_jac = global_fd_jacobian(gm, probe, w.frames, w.prev, a0, args.seed, args.global_fd_eps, steps)
+    # the same finite change read without a probe: the agent-blue pixels' centroid, on the model's and the real frames
+    pixels = AgentPixels(w.task)
+    pix_fd_jac = global_fd_jacobian(gm, pixels, w.frames, w.prev, a0, args.seed, args.global_fd_eps, steps)
+    pix_true_jac = probe_on_truth(w.episodes, w.starts, w.task, pixels, args.global_fd_eps, gm.image_size)
     with torch.no_grad():
         z0 = sur.encode(w.ctx[:, 0])
     rows, sel = [], {"all": torch.ones_like(contact), "contact": contact, "no contact": ~contact}
@@ -237,6 +269,10 @@ def main(argv=None) -> None:
             "agent_gain_probe_on_truth_median": float(p_jac[s][:, 0:2].flatten(1).norm(dim=1).median() / math.sqrt(2)),
             "block_jacobian_probe_on_truth_px_median": float(p_jac[s][:, 2:4].flatten(1).norm(dim=1).median()),
             "angle_jacobian_probe_on_truth_deg_median": float(p_jac[s][:, 4].norm(dim=1).median() * 180 / math.pi),
+            "agent_gain_pixels_global_fd_median": float(pix_fd_jac[s][:, 0:2].flatten(1).norm(dim=1).median()
+                                                        / math.sqrt(2)),
+            "agent_gain_pixels_truth_fd_median": float(pix_true_jac[s][:, 0:2].flatten(1).norm(dim=1).median()
+                                                       / math.sqrt(2)),
         }
     print(f"{args.starts} held-out starts ({int(contact.sum())} with contact in the {args.window}-step window), "
           f"eps={args.eps}, {time.time() - t0:.0f} s\n")
@@ -266,6 +302,10 @@ def main(argv=None) -> None:
           "medians: agent gain / block dxy/da px")
     for part, r in resp.items():
         print(f"  {part}: {r['agent_gain_global_fd_median']:.1f} / {r['block_jacobian_global_fd_px_median']:.1f}")
+    print(f"\nThe same finite change read without a probe (centroid of the agent-blue pixels), medians of the agent gain: "
+          "gym-pusht's rendered frames / the global model's frames")
+    for part, r in resp.items():
+        print(f"  {part}: {r['agent_gain_pixels_truth_fd_median']:.1f} / {r['agent_gain_pixels_global_fd_median']:.1f}")
     if args.json:
         from wm_gym.io import atomic_path
 

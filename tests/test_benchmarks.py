@@ -255,3 +255,19 @@ def test_block_iou_smoke_and_the_mask_pose_turns_with_the_block(tiny_checkpoint,
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]
     assert set(rows) == {"copy_last", str(tiny_checkpoint / "global_model")}
     assert 0.0 <= rows["copy_last"]["1"]["all"] <= 1.0
+
+
+def test_agent_pixels_reads_the_agent_where_gym_pusht_put_it(tiny_dataset):
+    """one_step_gradient.py's probe-free agent reader: within a pixel of the true agent position on real frames."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from one_step_gradient import AgentPixels
+    from wm_gym.data import frames_to_tensor
+    from wm_gym.pusht import PUSHT
+
+    ep = np.load(sorted(Path(tiny_dataset).glob("episode_*.npz"))[0])
+    state = AgentPixels(PUSHT)(frames_to_tensor(ep["frames"])).state
+    assert state.shape == (len(ep["frames"]), 5)
+    err = (state[:, :2] - torch.from_numpy(ep["states"][:, :2]).double()).norm(dim=1)
+    assert err.max() < 512 / 32, err.max()  # one pixel of the 32x32 frames
