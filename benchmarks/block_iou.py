@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 BLOCK_RGB = np.array([[119, 136, 153], [143, 163, 184]], np.float32)  # gym-pusht's T: fill and lighter edge
+AGENT_RGB = (65.0, 105.0, 225.0)  # gym-pusht's agent (RoyalBlue)
 
 
 def block_mask(frames_uint8: np.ndarray, tol: float) -> np.ndarray:
@@ -53,6 +55,51 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = (a & b).reshape(len(a), -1).sum(1)
     union = (a | b).reshape(len(a), -1).sum(1)
     return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+
+class PixelReader:
+    """A probe-free reader of the frame: centroids of the agent's and the block's pixels, each pixel weighted by its
+    colour. ``reader(frames).state`` is (N, 5) like a ``StateProbe``'s: agent xy, the block pixels' centroid xy
+    (workspace px; the T's centroid, not its pose origin, and hidden where the agent covers it) and 0 for the angle.
+    Read the same way on gym-pusht's rendered frames and on a model's, a finite change of it compares their
+    responses (``one_step_gradient.py``).
+
+    The agent (RoyalBlue ``AGENT_RGB``) is read one of two ways:
+
+    * ``agent="mass"``: weight ``clamp((blue - red - 50) / 100, 0, 1)``, about linear in how much of a pixel over
+      the white background the agent covers, from a third of it on: the centroid of the agent's blue mass, faint
+      smear included;
+    * ``agent="core"``: weight ``clamp(1 - |rgb - AGENT_RGB| / 80, 0, 1)``, only pixels at least ~2/3 covered: the
+      saturated disk, without a smear or the blue-grey of a generated block's blur (mean RGB about (130, 161, 193)).
+
+    The block (LightSlateGray ``BLOCK_RGB[0]``) weighs ``clamp(1 - |rgb - it| / 60, 0, 1)``. It is no fidelity metric
+    for long rollouts: where the agent is half out of the frame or the model has scattered faint blue pixels, those
+    pull the centroid (64 generated steps: 23 px mean agent error with ``core``, where the judge probe reads 4.8 px
+    and the agent dot is visibly in place)."""
+
+    def __init__(self, task, agent: str = "mass"):
+        if agent not in ("mass", "core"):
+            raise ValueError(f"agent must be 'mass' or 'core', got {agent!r}")
+        self.task, self.agent = task, agent
+
+    def __call__(self, frames):
+        rgb = (frames.double().clamp(-1, 1) + 1.0) * 127.5  # (N, 3, H, W)
+        if self.agent == "mass":
+            agent = ((rgb[:, 2] - rgb[:, 0] - 50.0) / 100.0).clamp(0.0, 1.0)
+        else:
+            agent = (1.0 - (rgb - rgb.new_tensor(AGENT_RGB)[:, None, None]).norm(dim=1) / 80.0).clamp(0.0, 1.0)
+        block = (1.0 - (rgb - rgb.new_tensor(BLOCK_RGB[0])[:, None, None]).norm(dim=1) / 60.0).clamp(0.0, 1.0)
+        state = torch.zeros(len(rgb), 5, dtype=rgb.dtype)
+        state[:, 0:2], state[:, 2:4] = self._centroid(agent), self._centroid(block)
+        return SimpleNamespace(state=state)
+
+    def _centroid(self, w):
+        H, W = w.shape[1:]
+        span = self.task.action_high - self.task.action_low
+        px = (torch.arange(W, dtype=w.dtype) + 0.5) * span / W
+        py = (torch.arange(H, dtype=w.dtype) + 0.5) * span / H
+        mass = w.sum((1, 2)).clamp_min(1e-6)
+        return torch.stack([(w * px).sum((1, 2)) / mass, (w * py[:, None]).sum((1, 2)) / mass], 1)
 
 
 def main(argv=None) -> None:

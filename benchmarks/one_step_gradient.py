@@ -31,11 +31,11 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from block_iou import PixelReader  # noqa: E402
 from gradient_fidelity import (autograd_reference, compare, differentiable_step, held_out_starts,  # noqa: E402
                                truth_reference)
 from wm_gym.pusht import STATE_REWARDS  # noqa: E402
@@ -123,37 +123,6 @@ def truth_one_step(episodes, starts, task, eps):
     return torch.from_numpy(np.stack(states)), torch.from_numpy(np.stack(jacs))
 
 
-class PixelReader:
-    """A probe-free reader of the frame: the centroids of the agent's and the block's pixels, each weighted by how
-    close a pixel's colour is to the one gym-pusht draws it in (agent RoyalBlue (65, 105, 225): weight
-    ``clamp((blue - red - 50) / 100, 0, 1)``, which is 0 on the block, goal and background; block LightSlateGray
-    (119, 136, 153): ``clamp(1 - |rgb - that| / 60, 0, 1)``), so anti-aliased edges count in part.
-    ``reader(frames).state`` is (N, 5) like a ``StateProbe``'s: agent xy, the block pixels' centroid xy (workspace
-    px; the T's centroid, not its pose origin, and hidden where the agent covers it) and 0 for the angle. Read the
-    same way on gym-pusht's rendered frames and on a model's, a finite change of it compares their responses."""
-
-    BLOCK_RGB = (119.0, 136.0, 153.0)
-
-    def __init__(self, task):
-        self.task = task
-
-    def __call__(self, frames):
-        rgb = (frames.double().clamp(-1, 1) + 1.0) * 127.5  # (N, 3, H, W)
-        agent = ((rgb[:, 2] - rgb[:, 0] - 50.0) / 100.0).clamp(0.0, 1.0)  # (N, H, W)
-        block = (1.0 - (rgb - rgb.new_tensor(self.BLOCK_RGB)[:, None, None]).norm(dim=1) / 60.0).clamp(0.0, 1.0)
-        state = torch.zeros(len(rgb), 5, dtype=rgb.dtype)
-        state[:, 0:2], state[:, 2:4] = self._centroid(agent), self._centroid(block)
-        return SimpleNamespace(state=state)
-
-    def _centroid(self, w):
-        H, W = w.shape[1:]
-        span = self.task.action_high - self.task.action_low
-        px = (torch.arange(W, dtype=w.dtype) + 0.5) * span / W
-        py = (torch.arange(H, dtype=w.dtype) + 0.5) * span / H
-        mass = w.sum((1, 2)).clamp_min(1e-6)
-        return torch.stack([(w * px).sum((1, 2)) / mass, (w * py[:, None]).sum((1, 2)) / mass], 1)
-
-
 def probe_on_truth(episodes, starts, task, probe, eps, image_size=None):
     """The probe's reading of gym-pusht's *real* next frame and its Jacobian w.r.t. the normalised action (central
     differences of rendered frames): how much of an action response read by the probe is the probe's own.
@@ -238,9 +207,11 @@ def main(argv=None) -> None:
     p_jac = probe_on_truth(w.episodes, w.starts, w.task, probe, args.render_eps)
     fd_jac = global_fd_jacobian(gm, probe, w.frames, w.prev, a0, args.seed, args.global_fd_eps, steps)
     # the same finite change read without a probe: the agent's and block's pixel centroids, on the model's and real frames
-    pixels = PixelReader(w.task)
-    pix_fd_jac = global_fd_jacobian(gm, pixels, w.frames, w.prev, a0, args.seed, args.global_fd_eps, steps)
-    pix_true_jac = probe_on_truth(w.episodes, w.starts, w.task, pixels, args.global_fd_eps, gm.image_size)
+    pix = {}  # reader -> (Jacobian on the model's frames, on gym-pusht's rendered frames)
+    for how in ("mass", "core"):
+        reader = PixelReader(w.task, agent=how)
+        pix[how] = (global_fd_jacobian(gm, reader, w.frames, w.prev, a0, args.seed, args.global_fd_eps, steps),
+                    probe_on_truth(w.episodes, w.starts, w.task, reader, args.global_fd_eps, gm.image_size))
     with torch.no_grad():
         z0 = sur.encode(w.ctx[:, 0])
     rows, sel = [], {"all": torch.ones_like(contact), "contact": contact, "no contact": ~contact}
@@ -278,12 +249,11 @@ def main(argv=None) -> None:
             "agent_gain_probe_on_truth_median": float(p_jac[s][:, 0:2].flatten(1).norm(dim=1).median() / math.sqrt(2)),
             "block_jacobian_probe_on_truth_px_median": float(p_jac[s][:, 2:4].flatten(1).norm(dim=1).median()),
             "angle_jacobian_probe_on_truth_deg_median": float(p_jac[s][:, 4].norm(dim=1).median() * 180 / math.pi),
-            "agent_gain_pixels_global_fd_median": float(pix_fd_jac[s][:, 0:2].flatten(1).norm(dim=1).median()
-                                                        / math.sqrt(2)),
-            "agent_gain_pixels_truth_fd_median": float(pix_true_jac[s][:, 0:2].flatten(1).norm(dim=1).median()
-                                                       / math.sqrt(2)),
-            "block_jacobian_pixels_global_fd_px_median": float(pix_fd_jac[s][:, 2:4].flatten(1).norm(dim=1).median()),
-            "block_jacobian_pixels_truth_fd_px_median": float(pix_true_jac[s][:, 2:4].flatten(1).norm(dim=1).median()),
+            **{f"agent_gain_pixels_{how}_{src}_fd_median": float(j[s][:, 0:2].flatten(1).norm(dim=1).median()
+                                                                  / math.sqrt(2))
+               for how, jacs in pix.items() for src, j in zip(("global", "truth"), jacs)},
+            "block_jacobian_pixels_global_fd_px_median": float(pix["mass"][0][s][:, 2:4].flatten(1).norm(dim=1).median()),
+            "block_jacobian_pixels_truth_fd_px_median": float(pix["mass"][1][s][:, 2:4].flatten(1).norm(dim=1).median()),
         }
     print(f"{args.starts} held-out starts ({int(contact.sum())} with contact in the {args.window}-step window), "
           f"eps={args.eps}, {time.time() - t0:.0f} s\n")
@@ -313,11 +283,14 @@ def main(argv=None) -> None:
           "medians: agent gain / block dxy/da px")
     for part, r in resp.items():
         print(f"  {part}: {r['agent_gain_global_fd_median']:.1f} / {r['block_jacobian_global_fd_px_median']:.1f}")
-    print("\nThe same finite change read without a probe (pixel centroids, PixelReader), medians: agent gain, block "
-          "centroid dxy/da px; each gym-pusht's rendered frames / the global model's frames")
+    print("\nThe same finite change read without a probe (pixel centroids, block_iou.PixelReader), medians: agent gain "
+          "by the agent's blue mass / by its saturated core, block centroid dxy/da px; each gym-pusht's rendered frames "
+          "-> the global model's frames")
     for part, r in resp.items():
-        print(f"  {part}: {r['agent_gain_pixels_truth_fd_median']:.1f} / {r['agent_gain_pixels_global_fd_median']:.1f}, "
-              f"{r['block_jacobian_pixels_truth_fd_px_median']:.1f} / {r['block_jacobian_pixels_global_fd_px_median']:.1f}")
+        m, c = (f"{r[f'agent_gain_pixels_{how}_truth_fd_median']:.1f} -> {r[f'agent_gain_pixels_{how}_global_fd_median']:.1f}"
+                for how in ("mass", "core"))
+        print(f"  {part}: {m} / {c}, {r['block_jacobian_pixels_truth_fd_px_median']:.1f} -> "
+              f"{r['block_jacobian_pixels_global_fd_px_median']:.1f}")
     if args.json:
         from wm_gym.io import atomic_path
 

@@ -258,21 +258,25 @@ def test_block_iou_smoke_and_the_mask_pose_turns_with_the_block(tiny_checkpoint,
 
 
 def test_pixel_reader_finds_the_agent_and_block_where_gym_pusht_put_them(tiny_dataset):
-    """one_step_gradient.py's probe-free reader: the agent within a pixel of its true position on real frames, and
-    the block's pixel centroid moving with the block (the T's centroid is off its pose origin, so: displacements)."""
+    """The probe-free reader of block_iou.py and one_step_gradient.py: the agent within a pixel of its true position
+    on real frames, and the block's pixel centroid moving with the block (the T's centroid is off its pose origin,
+    so: displacements)."""
     import torch
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from one_step_gradient import PixelReader
+    from block_iou import PixelReader
     from wm_gym.data import frames_to_tensor
     from wm_gym.pusht import PUSHT
 
     ep = np.load(sorted(Path(tiny_dataset).glob("episode_*.npz"))[0])
-    state = PixelReader(PUSHT)(frames_to_tensor(ep["frames"])).state
     true = torch.from_numpy(ep["states"]).double()
-    assert state.shape == (len(ep["frames"]), 5)
-    err = (state[:, :2] - true[:, :2]).norm(dim=1)
-    assert err.max() < 512 / 32, err.max()  # one pixel of the 32x32 frames
+    for how in ("mass", "core"):
+        state = PixelReader(PUSHT, agent=how)(frames_to_tensor(ep["frames"])).state
+        assert state.shape == (len(ep["frames"]), 5)
+        err = (state[:, :2] - true[:, :2]).norm(dim=1)
+        assert err.max() < 512 / 32, (how, err.max())  # one pixel of the 32x32 frames
+    with pytest.raises(ValueError, match="mass"):
+        PixelReader(PUSHT, agent="probe")
     moved = (true[-1, 2:4] - true[0, 2:4]).norm()
     if moved > 512 / 32:  # the block was pushed by more than a pixel in this episode
         assert (state[-1, 2:4] - state[0, 2:4] - (true[-1, 2:4] - true[0, 2:4])).norm() < 0.5 * moved
