@@ -83,15 +83,22 @@ class PixelReader:
         self.task, self.agent = task, agent
 
     def __call__(self, frames):
-        rgb = (frames.double().clamp(-1, 1) + 1.0) * 127.5  # (N, 3, H, W)
-        if self.agent == "mass":
-            agent = ((rgb[:, 2] - rgb[:, 0] - 50.0) / 100.0).clamp(0.0, 1.0)
-        else:
-            agent = (1.0 - (rgb - rgb.new_tensor(AGENT_RGB)[:, None, None]).norm(dim=1) / 80.0).clamp(0.0, 1.0)
+        rgb = self._rgb(frames)
         block = (1.0 - (rgb - rgb.new_tensor(BLOCK_RGB[0])[:, None, None]).norm(dim=1) / 60.0).clamp(0.0, 1.0)
         state = torch.zeros(len(rgb), 5, dtype=rgb.dtype)
-        state[:, 0:2], state[:, 2:4] = self._centroid(agent), self._centroid(block)
+        state[:, 0:2], state[:, 2:4] = self._centroid(self.agent_weight(frames)), self._centroid(block)
         return SimpleNamespace(state=state)
+
+    def agent_weight(self, frames):
+        """Per-pixel agent weight (N, H, W) of frames (N, 3, H, W) in [-1, 1], read the ``agent`` way."""
+        rgb = self._rgb(frames)
+        if self.agent == "mass":
+            return ((rgb[:, 2] - rgb[:, 0] - 50.0) / 100.0).clamp(0.0, 1.0)
+        return (1.0 - (rgb - rgb.new_tensor(AGENT_RGB)[:, None, None]).norm(dim=1) / 80.0).clamp(0.0, 1.0)
+
+    @staticmethod
+    def _rgb(frames):
+        return (frames.double().clamp(-1, 1) + 1.0) * 127.5  # (N, 3, H, W) in [0, 255]
 
     def _centroid(self, w):
         H, W = w.shape[1:]

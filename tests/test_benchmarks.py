@@ -280,3 +280,12 @@ def test_pixel_reader_finds_the_agent_and_block_where_gym_pusht_put_them(tiny_da
     moved = (true[-1, 2:4] - true[0, 2:4]).norm()
     if moved > 512 / 32:  # the block was pushed by more than a pixel in this episode
         assert (state[-1, 2:4] - state[0, 2:4] - (true[-1, 2:4] - true[0, 2:4])).norm() < 0.5 * moved
+
+
+def test_agent_sharpness_smoke(tiny_checkpoint, tiny_dataset, tmp_path):
+    _run(["benchmarks/agent_sharpness.py", "--models", str(tiny_checkpoint / "global_model"), "--data", str(tiny_dataset),
+          "--starts-per-episode", "2", "--threads", "1", "--json", str(tmp_path / "s.json")])
+    rows = json.loads((tmp_path / "s.json").read_text())["rows"]
+    (r,) = rows.values()
+    assert r["moving"]["n"] + r["still"]["n"] > 0
+    assert all(v >= 0 for part in r.values() if part["n"] for v in part.values())
