@@ -64,23 +64,30 @@ def global_one_step(gm, probe, frames, prev, a0, seed, labels, sampler_steps=Non
     return state.detach().double(), jac.double(), {k: g.double() for k, g in grads.items()}
 
 
+def central_difference(plus: torch.Tensor, minus: torch.Tensor, eps: float) -> torch.Tensor:
+    """(plus - minus) / (2 eps) of states (..., 5), the angle's difference wrapped to [-pi, pi)."""
+    d = plus - minus
+    d[..., 4] = torch.remainder(d[..., 4] + math.pi, 2 * math.pi) - math.pi
+    return d / (2 * eps)
+
+
 @torch.no_grad()
-def global_fd_jacobian(gm, probe, frames, prev, a0, seed, eps, sampler_steps=None):
-    """Central differences of the probe state of the global model's next frame w.r.t. a0 with step ``eps`` (same
-    noise): the response to a finite action change, beside autograd's local one. (N, 5, m)."""
+def global_fd_jacobian(gm, readers, frames, prev, a0, seed, eps, sampler_steps=None):
+    """Central differences of the state each of ``readers`` (a probe, a ``PixelReader``) reads off the global
+    model's next frame w.r.t. a0 with step ``eps`` (same noise, each frame generated once for all readers): the
+    response to a finite action change, beside autograd's local one. A list of (N, 5, m), one per reader."""
     obs, noise = _first_step(gm, frames, seed)
-    cols = []
+    cols = [[] for _ in readers]
     for j in range(a0.shape[1]):
         st = []
         for sign in (1.0, -1.0):
             a = a0.clone()
             a[:, j] += sign * eps
             nxt, _ = differentiable_step(gm, obs, torch.cat([prev, a[:, None]], 1), noise, sampler_steps)
-            st.append(probe(nxt).state.double())
-        d = st[0] - st[1]
-        d[:, 4] = torch.remainder(d[:, 4] + math.pi, 2 * math.pi) - math.pi
-        cols.append(d / (2 * eps))
-    return torch.stack(cols, 2)
+            st.append([reader(nxt).state.double() for reader in readers])
+        for c, plus, minus in zip(cols, *st):
+            c.append(central_difference(plus, minus, eps))
+    return [torch.stack(c, 2) for c in cols]
 
 
 def replay_to_step(env, ep, t, j, delta, task):
@@ -123,28 +130,28 @@ def truth_one_step(episodes, starts, task, eps):
     return torch.from_numpy(np.stack(states)), torch.from_numpy(np.stack(jacs))
 
 
-def probe_on_truth(episodes, starts, task, probe, eps, image_size=None):
-    """The probe's reading of gym-pusht's *real* next frame and its Jacobian w.r.t. the normalised action (central
-    differences of rendered frames): how much of an action response read by the probe is the probe's own.
-    Returns dstate/da (N, 5, m)."""
+def probe_on_truth(episodes, starts, task, readers, eps, image_size):
+    """What each of ``readers`` (a probe, a ``PixelReader``) reads off gym-pusht's *real* next frame, as a Jacobian
+    w.r.t. the normalised action (central differences of frames rendered at ``image_size``, each rendered once for
+    all readers): how much of an action response read by a probe is the probe's own. A list of dstate/da
+    (N, 5, m), one per reader."""
     from wm_gym.data import frames_to_tensor
     from wm_gym.pusht import PushTGroundTruth
 
-    gt = PushTGroundTruth(image_size=image_size or probe.config.image_size)
+    gt = PushTGroundTruth(image_size=image_size)
     half = (task.action_high - task.action_low) / 2.0
 
-    jacs = []
+    jacs = [[] for _ in readers]
     for e, t in starts:
         ep = episodes[e]
-        pairs = [replay_to_step(gt, ep, t, j, sign * eps * half, task)
-                 for j in range(task.action_dim) for sign in (1.0, -1.0)]
-        with torch.no_grad():
-            st = probe(frames_to_tensor(np.stack(pairs))).state.double()
-        d = st[0::2] - st[1::2]  # (m, 5)
-        d[:, 4] = torch.remainder(d[:, 4] + math.pi, 2 * math.pi) - math.pi
-        jacs.append((d / (2 * eps)).T)
+        pairs = frames_to_tensor(np.stack([replay_to_step(gt, ep, t, j, sign * eps * half, task)
+                                           for j in range(task.action_dim) for sign in (1.0, -1.0)]))
+        for jac, reader in zip(jacs, readers):
+            with torch.no_grad():
+                st = reader(pairs).state.double()
+            jac.append(central_difference(st[0::2], st[1::2], eps).T)  # (5, m)
     gt.close()
-    return torch.stack(jacs)
+    return [torch.stack(j) for j in jacs]
 
 
 def summary(g, ref):
@@ -204,14 +211,14 @@ def main(argv=None) -> None:
     steps = args.sampler_steps or None
     exact = autograd_reference(gm, w.frames, w.prev, w.actions[:, :1], args.seed, (1,), steps)[:, 0, 0]  # (N, m, R)
     t_state, t_jac = truth_one_step(w.episodes, w.starts, w.task, args.eps)
-    p_jac = probe_on_truth(w.episodes, w.starts, w.task, probe, args.render_eps)
-    fd_jac = global_fd_jacobian(gm, probe, w.frames, w.prev, a0, args.seed, args.global_fd_eps, steps)
-    # the same finite change read without a probe: the agent's and block's pixel centroids, on the model's and real frames
-    pix = {}  # reader -> (Jacobian on the model's frames, on gym-pusht's rendered frames)
-    for how in ("mass", "core"):
-        reader = PixelReader(w.task, agent=how)
-        pix[how] = (global_fd_jacobian(gm, reader, w.frames, w.prev, a0, args.seed, args.global_fd_eps, steps),
-                    probe_on_truth(w.episodes, w.starts, w.task, reader, args.global_fd_eps, gm.image_size))
+    (p_jac,) = probe_on_truth(w.episodes, w.starts, w.task, [probe], args.render_eps, gm.image_size)
+    # the same finite change also read without a probe: the agent's and block's pixel centroids, on the model's
+    # and on real frames; pix: reader -> (Jacobian on the model's frames, on gym-pusht's rendered frames)
+    pixels = {how: PixelReader(w.task, agent=how) for how in ("mass", "core")}
+    fd_jac, *pix_global = global_fd_jacobian(gm, [probe, *pixels.values()], w.frames, w.prev, a0, args.seed,
+                                             args.global_fd_eps, steps)
+    pix_truth = probe_on_truth(w.episodes, w.starts, w.task, list(pixels.values()), args.global_fd_eps, gm.image_size)
+    pix = dict(zip(pixels, zip(pix_global, pix_truth)))
     with torch.no_grad():
         z0 = sur.encode(w.ctx[:, 0])
     rows, sel = [], {"all": torch.ones_like(contact), "contact": contact, "no contact": ~contact}
