@@ -86,12 +86,14 @@ class PixelReader:
         rgb = self._rgb(frames)
         block = (1.0 - (rgb - rgb.new_tensor(BLOCK_RGB[0])[:, None, None]).norm(dim=1) / 60.0).clamp(0.0, 1.0)
         state = torch.zeros(len(rgb), 5, dtype=rgb.dtype)
-        state[:, 0:2], state[:, 2:4] = self._centroid(self.agent_weight(frames)), self._centroid(block)
+        state[:, 0:2], state[:, 2:4] = self._centroid(self._agent(rgb)), self._centroid(block)
         return SimpleNamespace(state=state)
 
     def agent_weight(self, frames):
         """Per-pixel agent weight (N, H, W) of frames (N, 3, H, W) in [-1, 1], read the ``agent`` way."""
-        rgb = self._rgb(frames)
+        return self._agent(self._rgb(frames))
+
+    def _agent(self, rgb):
         if self.agent == "mass":
             return ((rgb[:, 2] - rgb[:, 0] - 50.0) / 100.0).clamp(0.0, 1.0)
         return (1.0 - (rgb - rgb.new_tensor(AGENT_RGB)[:, None, None]).norm(dim=1) / 80.0).clamp(0.0, 1.0)

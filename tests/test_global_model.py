@@ -494,8 +494,6 @@ def test_action_target_planes_condition_the_prediction_and_round_trip(tmp_path):
     for p in den.unet.conv_out.parameters():
         torch.nn.init.normal_(p, std=0.02)
     obs, act = context_batch(B=2)
-    moved = act.clone()
-    moved[:, :-1] += 0.3  # only older actions change: the constant planes and the embedding see it
     x = torch.randn(2, 3, S, S)
     # the target plane sees the latest action alone; zeroing its stem weights must change the output
     out = den(x, torch.tensor(1.0), obs, act)

@@ -150,7 +150,7 @@ class TrainGlobalArgs:
         return tuple(int(w) for w in self.widths.split(","))
 
 
-# the flags that shape the denoiser: taken from --init-from's model, and from the checkpoint on --resume
+# the flags that shape the denoiser, which a --resume takes from its checkpoint (--init-from: from the model's config)
 ARCHITECTURE_ARGS = ("context", "patch", "widths", "layers_per_block", "action_target_planes", "action_target_sigma")
 HORIZONS = (1, 4, 16)  # default horizons of open_loop_eval (train-global's validation: --eval-horizons)
 
@@ -467,10 +467,11 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
             args.action_target_sigma = den_cfg.get("action_target_sigma", args.action_target_sigma)
         args.sampler_steps = init.sampler.num_steps
         args.sampler_min_change = init.sampler.min_change
+    ck = None  # the checkpoint a --resume continues, read once
     if args.resume and ckpt_path.exists():  # a resumed run keeps its architecture, whatever flags come with it
-        saved = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("args", {})
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
         for name in ARCHITECTURE_ARGS:
-            setattr(args, name, saved.get(name, getattr(args, name)))
+            setattr(args, name, ck.get("args", {}).get(name, getattr(args, name)))
     # -- data ---------------------------------------------------------------------------------------
     max_ep = args.max_episodes or None
     train_set = TransitionDataset(args.data, "train", args.context, args.val_fraction, args.seed, max_episodes=max_ep)
@@ -522,8 +523,7 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
             if isinstance(mod, Denoiser):
                 state = grown_stem(state, mod)
             mod.load_state_dict(state)
-    if args.resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+    if ck is not None:
         for mod, key in ((den, "denoiser"), (rm, "reward_model"), (ema_den, "ema_denoiser"),
                          (ema_rm, "ema_reward_model"), (opt, "opt"), (opt_r, "opt_reward")):
             mod.load_state_dict(ck[key])
