@@ -40,8 +40,12 @@ def _f(x, nd=2):
 def section() -> str:
     out = []
     machine = _load("machine.json") or {"cpu": platform.processor() or platform.machine()}
-    out.append(f"Machine: {machine.get('description', machine.get('cpu'))}. "
-               "Regenerate everything with `bash benchmarks/run_all.sh` then `python benchmarks/make_readme.py`.")
+    note = f" ({machine['note']})" if machine.get("note") else ""
+    out.append(f"Machine: {machine.get('description', machine.get('cpu'))}{note}. "
+               "Regenerate everything with `bash benchmarks/run_all.sh` then `python benchmarks/make_readme.py`. "
+               "Speed, and anything run in bfloat16 (`precision=\"auto\"` picks it on CPUs with AMX or "
+               "AVX512-BF16, e.g. the FoG example), differs by host: `benchmarks/results/host_intel_amx/README.md` "
+               "has the same scripts on a second host.")
 
     se = _load("sample_efficiency_quick/summary.json")
     out.append("\n### Sample efficiency: FoG vs PPO in WM-PushT-v0 (`benchmarks/sample_efficiency.py --quick`)\n")

@@ -15,7 +15,7 @@ stages=${*:-machine collection speed gradients fidelity fog efficiency readme}
 for s in $stages; do
   echo "== $s ($(date +%H:%M:%S))"
   case $s in
-    machine) python -c "import json,os,platform,torch; print(json.dumps({'description': f'{os.cpu_count()} CPU cores ({platform.machine()}), no GPU, torch {torch.__version__}'}))" > $R/machine.json ;;
+    machine) python benchmarks/machine.py > $R/machine.json ;;
     collection) python benchmarks/collection.py --episodes 20 > $R/collection.json
                 python benchmarks/collection.py --stats "$DATA" > $R/dataset_stats.json ;;
     speed) python benchmarks/jacobian_speed.py --repeats 10 > $R/jacobian_speed.md  # first: env_speed's gym-pusht

@@ -9,7 +9,7 @@ import torch
 
 from wm_gym.data import DatasetError, TransitionDataset
 from wm_gym.models.denoiser import Denoiser
-from wm_gym.models.global_model import CheckpointError, GlobalModel, GlobalStep, resolve_precision
+from wm_gym.models.global_model import CheckpointError, GlobalModel, GlobalStep, cpu_bf16_hardware, resolve_precision
 from wm_gym.models.reward_model import RewardModel
 from wm_gym.models.sampler import EulerSampler, karras_sigmas
 from wm_gym.pusht import PUSHT
@@ -118,6 +118,17 @@ def test_bfloat16_step_is_close_to_float32_and_returns_float32():
     with pytest.raises(ValueError, match="precision must be one of"):
         model.step(obs, act, noise=noise, precision="fp16")
 
+
+
+def test_cpu_bf16_hardware_reads_the_model_name_and_bfloat16_flags(tmp_path):
+    info = tmp_path / "cpuinfo"
+    core = "processor\t: {}\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu sse2 avx512f {}\n\n"
+    info.write_text(core.format(0, "avx512_bf16") + core.format(1, "avx512_bf16"))
+    assert cpu_bf16_hardware(str(info)) == ("AMD EPYC 9R14", ("avx512_bf16",))
+    info.write_text(core.format(0, "avx2"))
+    assert cpu_bf16_hardware(str(info))[1] == ()
+    name, flags = cpu_bf16_hardware(str(tmp_path / "missing"))  # not Linux: a name from platform, no flags
+    assert isinstance(name, str) and flags == ()
 
 @pytest.mark.parametrize("num_steps", [1, 2])
 def test_antithetic_sampler_is_the_mean_of_the_eps_and_minus_eps_samples(num_steps):

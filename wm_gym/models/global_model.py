@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,15 +44,28 @@ CONFIG_NAME = "global_model.json"
 PRECISIONS = ("float32", "bfloat16", "auto")
 
 
+def cpu_bf16_hardware(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, tuple[str, ...]]:
+    """The CPU's model name and which of its bfloat16 flags (``amx_bf16``, ``avx512_bf16``) it has, from
+    ``cpuinfo`` (Linux; elsewhere ``platform.processor()`` and no flags). ``precision="auto"`` picks bfloat16
+    where there is one; ``benchmarks/machine.py`` names both beside the README's numbers."""
+    model, flags = "", []
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not model:
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = value.split()
+    except OSError:
+        pass
+    return model or platform.processor() or platform.machine(), tuple(f for f in ("amx_bf16", "avx512_bf16")
+                                                                          if f in flags)
+
+
 @functools.lru_cache(maxsize=None)
 def _cpu_has_native_bf16() -> bool:
-    """AMX or AVX512-BF16 in the CPU flags (Linux); elsewhere False."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    return bool(cpu_bf16_hardware()[1])
 
 
 def resolve_precision(precision: str, device: torch.device | str) -> str:

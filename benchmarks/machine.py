@@ -1,0 +1,32 @@
+"""Describe this machine for the README's results section (``benchmarks/run_all.sh machine``).
+
+    python benchmarks/machine.py > benchmarks/results/machine.json
+
+The CPU model and its bfloat16 hardware are part of the description because the numbers depend on them: the
+speed tables do, and so does anything run with ``precision="auto"`` (bfloat16 where the CPU has AMX or
+AVX512-BF16, whose kernels round differently), e.g. the FoG example's training run
+(``benchmarks/results/host_intel_amx/README.md`` has the same scripts on a second host).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+
+import torch
+
+from wm_gym.models.global_model import cpu_bf16_hardware
+
+
+def describe() -> dict:
+    model, bf16 = cpu_bf16_hardware()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    hardware = ", ".join(bf16) if bf16 else "no native bfloat16"
+    return {"description": f"{os.cpu_count()} CPU cores ({model}, {platform.machine()}; {hardware}), {gpu}, "
+                           f"torch {torch.__version__}",
+            "cpu_model": model, "bf16_flags": list(bf16), "cpu_count": os.cpu_count(), "torch": torch.__version__}
+
+
+if __name__ == "__main__":
+    print(json.dumps(describe()))
