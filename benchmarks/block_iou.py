@@ -122,6 +122,9 @@ def main(argv=None) -> None:
     p.add_argument("--horizons", default="1,4,16,64")
     p.add_argument("--starts-per-episode", type=int, default=4)
     p.add_argument("--tol", type=float, default=30.0, help="RGB distance to a block shade that counts as block")
+    p.add_argument("--num-steps", type=int, default=0, help="sampler steps per world-model step (0: each model's default)")
+    p.add_argument("--antithetic", choices=("model", "on", "off"), default="model",
+                   help="antithetic noise pairs in the sampler (model: each model's setting), as in wm-gym eval-fidelity")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="write the table's numbers here")
@@ -140,8 +143,10 @@ def main(argv=None) -> None:
     for path in args.models.split(","):
         t0 = time.time()
         gm = GlobalModel.from_pretrained(path)
+        if args.antithetic != "model":
+            gm.sampler = gm.sampler.replace(antithetic=args.antithetic == "on")
         gen = torch.Generator().manual_seed(args.seed)
-        out = rollout_model(gm, eps, starts, horizons, generator=gen, progress=False)
+        out = rollout_model(gm, eps, starts, horizons, generator=gen, num_steps=args.num_steps or None, progress=False)
         rows[path] = {h: _stats(block_mask(tensor_to_frames(out["frames"][h]), args.tol), masks[h], valid[h], moved[h])
                       for h in horizons}
         print(f"{path}: {time.time() - t0:.0f} s")
