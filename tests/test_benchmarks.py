@@ -256,11 +256,13 @@ def test_block_iou_smoke_and_the_mask_pose_turns_with_the_block(tiny_checkpoint,
     assert set(rows) == {"copy_last", str(tiny_checkpoint / "global_model")}
     assert 0.0 <= rows["copy_last"]["1"]["all"] <= 1.0
     _run(["benchmarks/block_iou.py", "--models", str(tiny_checkpoint / "global_model"), "--data", str(tiny_dataset),
-          "--horizons", "1", "--starts-per-episode", "2", "--threads", "1", "--num-steps", "2", "--antithetic", "off",
+          "--horizons", "1,4", "--starts-per-episode", "2", "--threads", "1", "--num-steps", "2", "--antithetic", "off",
           "--json", str(tmp_path / "b2.json")])
     other = json.loads((tmp_path / "b2.json").read_text())
     assert other["args"]["num_steps"] == 2 and other["args"]["antithetic"] == "off"
-    assert other["rows"]["copy_last"]["1"] == rows["copy_last"]["1"]  # same starts; only the model's rollout differs
+    assert other["rows"]["copy_last"] == rows["copy_last"]  # the same starts; only the model's rollout differs
+    model = str(tiny_checkpoint / "global_model")
+    assert other["rows"][model] != rows[model]
 
 
 def test_pixel_reader_finds_the_agent_and_block_where_gym_pusht_put_them(tiny_dataset):
