@@ -106,8 +106,9 @@ class TrainGlobalArgs:
     self_forcing_steps: int = field(default=1, metadata={
         "help": "the self-forced windows end in a rollout of the model of 1..N steps (uniform per window) from the "
                 "real frames before it, so the model learns to repair the errors a rollout of that length piles "
-                "up (N batched samplings per step instead of 1: 1.44x the step time at N=4; study: "
-                "benchmarks/results/global_self_forcing/README.md)"})
+                "up (N batched samplings per step instead of 1: 1.44x the step time at N=4, and N=8 another 1.4x "
+                "without a gain; studies: benchmarks/results/global_self_forcing/README.md, "
+                "benchmarks/results/global_self_forcing_8/README.md)"})
     probe_loss: str = field(default="", metadata={
         "help": "a state probe directory (wm-gym train-probe): add its error on the denoiser's predicted next frames "
                 "(agent xy, block xy, angle read off them vs the true next state) to the loss, at the noise levels "
