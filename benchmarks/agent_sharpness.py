@@ -19,7 +19,7 @@ import math
 import numpy as np
 import torch
 
-from block_iou import PixelReader
+from block_iou import PixelReader, add_sampler_args, with_sampler_args
 
 
 def agent_weights(frames_uint8: np.ndarray, task) -> dict[str, np.ndarray]:
@@ -44,6 +44,7 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="write the table's numbers here")
+    add_sampler_args(p)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     _, eps = load_split(args.data, "val")
@@ -53,8 +54,9 @@ def main(argv=None) -> None:
     moving = np.linalg.norm(s1[:, :2] - s0[:, :2], axis=1) > args.moved
     rows = {}
     for path in args.models.split(","):
-        gm = GlobalModel.from_pretrained(path)
-        out = rollout_model(gm, eps, starts, [1], generator=torch.Generator().manual_seed(args.seed), progress=False)
+        gm = with_sampler_args(GlobalModel.from_pretrained(path), args)
+        out = rollout_model(gm, eps, starts, [1], generator=torch.Generator().manual_seed(args.seed),
+                            num_steps=args.num_steps or None, progress=False)
         gen = agent_weights(tensor_to_frames(out["frames"][1]), gm.task)
         real = agent_weights(truth_at(eps, starts, ep_len, 1, "frames"), gm.task)
         rows[path] = {part: {"n": int(sel.sum()), **{f"{how}_{src}": float(w[how][sel].mean()) if sel.any() else math.nan

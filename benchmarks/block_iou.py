@@ -25,6 +25,21 @@ BLOCK_RGB = np.array([[119, 136, 153], [143, 163, 184]], np.float32)  # gym-push
 AGENT_RGB = (65.0, 105.0, 225.0)  # gym-pusht's agent (RoyalBlue)
 
 
+def add_sampler_args(p: argparse.ArgumentParser) -> None:
+    """``--num-steps`` and ``--antithetic``, as in ``wm-gym eval-fidelity`` (apply with :func:`with_sampler_args`;
+    pass ``num_steps=args.num_steps or None`` to the rollout)."""
+    p.add_argument("--num-steps", type=int, default=0, help="sampler steps per world-model step (0: each model's default)")
+    p.add_argument("--antithetic", choices=("model", "on", "off"), default="model",
+                   help="antithetic noise pairs in the sampler (model: each model's setting), as in wm-gym eval-fidelity")
+
+
+def with_sampler_args(gm, args: argparse.Namespace):
+    """``gm`` with the sampler's antithetic setting of :func:`add_sampler_args` applied."""
+    if args.antithetic != "model":
+        gm.sampler = gm.sampler.replace(antithetic=args.antithetic == "on")
+    return gm
+
+
 def block_mask(frames_uint8: np.ndarray, tol: float) -> np.ndarray:
     """(N, H, W, 3) uint8 -> (N, H, W) bool: pixels within ``tol`` (RGB distance) of a block shade."""
     d = np.linalg.norm(frames_uint8[..., None, :].astype(np.float32) - BLOCK_RGB, axis=-1).min(-1)
@@ -122,9 +137,7 @@ def main(argv=None) -> None:
     p.add_argument("--horizons", default="1,4,16,64")
     p.add_argument("--starts-per-episode", type=int, default=4)
     p.add_argument("--tol", type=float, default=30.0, help="RGB distance to a block shade that counts as block")
-    p.add_argument("--num-steps", type=int, default=0, help="sampler steps per world-model step (0: each model's default)")
-    p.add_argument("--antithetic", choices=("model", "on", "off"), default="model",
-                   help="antithetic noise pairs in the sampler (model: each model's setting), as in wm-gym eval-fidelity")
+    add_sampler_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="write the table's numbers here")
@@ -142,9 +155,7 @@ def main(argv=None) -> None:
     rows = {"copy_last": {h: _stats(masks[0], masks[h], valid[h], moved[h]) for h in horizons}}
     for path in args.models.split(","):
         t0 = time.time()
-        gm = GlobalModel.from_pretrained(path)
-        if args.antithetic != "model":
-            gm.sampler = gm.sampler.replace(antithetic=args.antithetic == "on")
+        gm = with_sampler_args(GlobalModel.from_pretrained(path), args)
         gen = torch.Generator().manual_seed(args.seed)
         out = rollout_model(gm, eps, starts, horizons, generator=gen, num_steps=args.num_steps or None, progress=False)
         rows[path] = {h: _stats(block_mask(tensor_to_frames(out["frames"][h]), args.tol), masks[h], valid[h], moved[h])

@@ -297,3 +297,9 @@ def test_agent_sharpness_smoke(tiny_checkpoint, tiny_dataset, tmp_path):
     (r,) = rows.values()
     assert r["moving"]["n"] + r["still"]["n"] > 0
     assert all(v >= 0 for part in r.values() if part["n"] for v in part.values())
+    _run(["benchmarks/agent_sharpness.py", "--models", str(tiny_checkpoint / "global_model"), "--data", str(tiny_dataset),
+          "--starts-per-episode", "2", "--threads", "1", "--num-steps", "2", "--antithetic", "off",
+          "--json", str(tmp_path / "s2.json")])
+    (other,) = json.loads((tmp_path / "s2.json").read_text())["rows"].values()
+    assert other["moving"]["mass_real"] == r["moving"]["mass_real"]  # same starts, another sampler
+    assert other != r
