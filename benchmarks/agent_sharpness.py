@@ -3,7 +3,8 @@
 ``block_iou.PixelReader`` reads the agent two ways: its blue *mass* (about linear in how much of a pixel it covers,
 faint smear included) and its saturated *core* (pixels at least ~2/3 covered). This sums both weights over the
 frame, for the model's one-step prediction and for the real next frame, at eval-fidelity's held-out starts
-(``choose_starts``, seed 0, 4 per validation episode), split by whether the real agent moved more than
+(``choose_starts``, seed 0, 4 per validation episode; ``--split train``: the same choice on the training
+episodes), split by whether the real agent moved more than
 ``--moved`` px in that step. A model that moves a sharp disk keeps both ratios near 1; one that draws a step as
 a smear keeps the mass and loses the core (study: benchmarks/results/global_action_target/README.md).
 
@@ -38,7 +39,9 @@ def main(argv=None) -> None:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", required=True, help="GlobalModel directories joined by commas")
-    p.add_argument("--data", required=True, help="dataset; its validation split is used")
+    p.add_argument("--data", required=True, help="dataset")
+    p.add_argument("--split", choices=("val", "train"), default="val",
+                   help="which split's episodes to start from (train: does the model smear where it was fitted?)")
     p.add_argument("--starts-per-episode", type=int, default=4)
     p.add_argument("--moved", type=float, default=8.0, help="px of 512 the real agent must move to count as moving")
     p.add_argument("--seed", type=int, default=0)
@@ -47,7 +50,7 @@ def main(argv=None) -> None:
     add_sampler_args(p)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    _, eps = load_split(args.data, "val")
+    _, eps = load_split(args.data, args.split)
     starts = choose_starts(eps, [1, 4, 16, 64], args.starts_per_episode, args.seed)  # eval-fidelity's starts
     ep_len = np.array([len(eps[e]["actions"]) for e in starts.episode])
     s0, s1 = truth_at(eps, starts, ep_len, 0, "states"), truth_at(eps, starts, ep_len, 1, "states")

@@ -303,3 +303,7 @@ def test_agent_sharpness_smoke(tiny_checkpoint, tiny_dataset, tmp_path):
     (other,) = json.loads((tmp_path / "s2.json").read_text())["rows"].values()
     assert other["moving"]["mass_real"] == r["moving"]["mass_real"]  # same starts, another sampler
     assert other != r
+    _run(["benchmarks/agent_sharpness.py", "--models", str(tiny_checkpoint / "global_model"), "--data", str(tiny_dataset),
+          "--starts-per-episode", "1", "--threads", "1", "--split", "train", "--json", str(tmp_path / "s3.json")])
+    (train,) = json.loads((tmp_path / "s3.json").read_text())["rows"].values()
+    assert train["moving"]["n"] + train["still"]["n"] > 0 and train != r
