@@ -35,9 +35,9 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
 
 def with_sampler_args(gm, args: argparse.Namespace):
     """``gm`` with the sampler's antithetic setting of :func:`add_sampler_args` applied."""
-    if args.antithetic != "model":
-        gm.sampler = gm.sampler.replace(antithetic=args.antithetic == "on")
-    return gm
+    from wm_gym.fidelity import with_sampler_settings
+
+    return with_sampler_settings(gm, args.antithetic)
 
 
 def block_mask(frames_uint8: np.ndarray, tol: float) -> np.ndarray:

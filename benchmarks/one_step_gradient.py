@@ -38,6 +38,7 @@ import torch  # noqa: E402
 from block_iou import PixelReader  # noqa: E402
 from gradient_fidelity import (autograd_reference, compare, differentiable_step, held_out_starts,  # noqa: E402
                                truth_reference)
+from wm_gym.fidelity import with_sampler_settings  # noqa: E402
 from wm_gym.pusht import STATE_REWARDS  # noqa: E402
 
 
@@ -196,10 +197,7 @@ def main(argv=None) -> None:
     from wm_gym.envs.core import DEFAULT_CHECKPOINT as ckpt
 
     gm = GlobalModel.from_pretrained(args.global_model or ckpt / "global_model", device="cpu")
-    if args.one_draw:
-        gm.sampler.antithetic = False
-    if args.min_change is not None:
-        gm.sampler.min_change = args.min_change
+    with_sampler_settings(gm, "off" if args.one_draw else "model", -1.0 if args.min_change is None else args.min_change)
     sur = Surrogate.from_pretrained(args.surrogate or ckpt / "surrogate", low_cpu_mem_usage=False).float().eval()
     probe = StateProbe.from_pretrained(args.probe, low_cpu_mem_usage=False).eval()
     w = held_out_starts(args.data, args.starts, sur.config.context, gm.context, args.window, args.seed,

@@ -119,7 +119,6 @@ def test_bfloat16_step_is_close_to_float32_and_returns_float32():
         model.step(obs, act, noise=noise, precision="fp16")
 
 
-
 def test_cpu_bf16_hardware_reads_the_model_name_and_bfloat16_flags(tmp_path):
     info = tmp_path / "cpuinfo"
     core = "processor\t: {}\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu sse2 avx512f {}\n\n"
@@ -129,6 +128,7 @@ def test_cpu_bf16_hardware_reads_the_model_name_and_bfloat16_flags(tmp_path):
     assert cpu_bf16_hardware(str(info))[1] == ()
     name, flags = cpu_bf16_hardware(str(tmp_path / "missing"))  # not Linux: a name from platform, no flags
     assert isinstance(name, str) and flags == ()
+
 
 @pytest.mark.parametrize("num_steps", [1, 2])
 def test_antithetic_sampler_is_the_mean_of_the_eps_and_minus_eps_samples(num_steps):

@@ -409,6 +409,19 @@ class FidelityArgs:
     progress: bool = arg(True, "show a progress bar")
 
 
+def with_sampler_settings(model, antithetic: str = "model", min_change: float = -1.0):
+    """``model`` (a ``GlobalModel``) with its sampler's ``antithetic`` ("on", "off" or "model": keep the model's) and
+    ``min_change`` (negative: keep the model's) replaced, as eval-fidelity's flags of the same names set them; the
+    number of steps is per call (``rollout_model``'s ``num_steps``)."""
+    if antithetic not in ("model", "on", "off"):
+        raise ValueError(f"antithetic must be on, off or model, got {antithetic!r}")
+    if antithetic != "model":
+        model.sampler = model.sampler.replace(antithetic=antithetic == "on")
+    if min_change >= 0:
+        model.sampler = model.sampler.replace(min_change=min_change)
+    return model
+
+
 def _resolve_model_dir(path: Path) -> Path:
     from .models.global_model import CONFIG_NAME
 
@@ -448,15 +461,10 @@ def run_eval_fidelity(args: FidelityArgs) -> dict[str, Any]:
         from .models.global_model import GlobalModel
 
         model = GlobalModel.from_pretrained(_resolve_model_dir(Path(args.model)), device=args.device)
-        if args.antithetic not in ("model", "on", "off"):
-            raise SystemExit(f"wm-gym eval-fidelity: error: --antithetic must be on, off or model, got {args.antithetic!r}")
-        if args.antithetic != "model":
-            model.sampler = model.sampler.replace(antithetic=args.antithetic == "on")
-        if args.min_change >= 0:
-            try:
-                model.sampler = model.sampler.replace(min_change=args.min_change)
-            except ValueError as e:
-                raise SystemExit(f"wm-gym eval-fidelity: error: --{e}") from e
+        try:
+            with_sampler_settings(model, args.antithetic, args.min_change)
+        except ValueError as e:
+            raise SystemExit(f"wm-gym eval-fidelity: error: --{e}") from e
     probe = StateProbe.from_pretrained(args.probe, low_cpu_mem_usage=False)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
