@@ -55,13 +55,14 @@ def main(argv=None) -> None:
     ep_len = np.array([len(eps[e]["actions"]) for e in starts.episode])
     s0, s1 = truth_at(eps, starts, ep_len, 0, "states"), truth_at(eps, starts, ep_len, 1, "states")
     moving = np.linalg.norm(s1[:, :2] - s0[:, :2], axis=1) > args.moved
-    rows = {}
+    rows, real = {}, None
     for path in args.models.split(","):
         gm = with_sampler_args(GlobalModel.from_pretrained(path), args)
         out = rollout_model(gm, eps, starts, [1], generator=torch.Generator().manual_seed(args.seed),
                             num_steps=args.num_steps or None, progress=False)
         gen = agent_weights(tensor_to_frames(out["frames"][1]), gm.task)
-        real = agent_weights(truth_at(eps, starts, ep_len, 1, "frames"), gm.task)
+        if real is None:  # the real next frames are the same for every model: read them once
+            real = agent_weights(truth_at(eps, starts, ep_len, 1, "frames"), gm.task)
         rows[path] = {part: {"n": int(sel.sum()), **{f"{how}_{src}": float(w[how][sel].mean()) if sel.any() else math.nan
                                                     for how in ("mass", "core") for src, w in (("model", gen), ("real", real))}}
                       for part, sel in (("moving", moving), ("still", ~moving))}
