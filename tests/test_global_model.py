@@ -375,6 +375,27 @@ def test_loss_takes_given_noise_levels():
     assert sig.min() >= den.config.train_sigma_min and sig.max() <= den.config.train_sigma_max
 
 
+def test_pseudo_huber_pixel_loss_is_quadratic_for_small_errors_and_linear_for_large_ones():
+    """``huber_c`` swaps each pixel's squared error e^2 for sqrt(e^2 + c^2) - c: ~e^2 / (2c) when c is large, and
+    ~|e| when c is small (the per-pixel median's loss); 0 is the squared error itself."""
+    den = tiny_denoiser(context_noise_max=0.0)
+    obs, act = context_batch(B=4)
+    batch = {"obs": obs, "act": act, "next_obs": obs[:, -1].roll(1, dims=-1)}
+    sigma = torch.full((4,), 5.0)
+
+    def loss(c):
+        torch.manual_seed(0)
+        return den.loss(batch, sigma, huber_c=c)[0].item()
+
+    mse = loss(0.0)
+    assert loss(0.0) == mse and 2e3 * loss(1e3) == pytest.approx(mse, rel=1e-4)
+    small = loss(1e-6)  # mean of weight * |e|: between mean(weight * e^2) / max|e| and sqrt(mean(weight^2 e^2))
+    assert 0 < small and small != pytest.approx(mse, rel=0.05)
+    assert loss(0.05) < small  # sqrt(e^2 + c^2) - c < |e|
+    with pytest.raises(ValueError, match="huber_c must be >= 0"):
+        den.loss(batch, sigma, huber_c=-0.1)
+
+
 def test_frame_loss_sees_the_predicted_frame_and_its_gradient_reaches_the_denoiser():
     den = tiny_denoiser(context_noise_max=0.0)
     obs, act = context_batch(B=4)
@@ -468,10 +489,13 @@ def test_train_global_multi_step_self_forcing(tiny_dataset, tmp_path):
 
     args = TrainGlobalArgs(data=str(tiny_dataset), out=str(tmp_path / "run"), steps=3, batch_size=4, context=K,
                            widths="8,16", eval_every=3, eval_starts=2, goal_frames=12, goal_batch=2,
-                           val_fraction=0.34, quiet=True, threads=1, eval_horizons="1,4", self_forcing_steps=3)
+                           val_fraction=0.34, quiet=True, threads=1, eval_horizons="1,4", self_forcing_steps=3,
+                           pixel_loss_c=0.05)
     assert train(args)["step"] == 3
     with pytest.raises(ValueError, match="--self-forcing-steps must be at least 1"):
         train(TrainGlobalArgs(**{**vars(args), "out": str(tmp_path / "bad"), "self_forcing_steps": 0}))
+    with pytest.raises(ValueError, match="--pixel-loss-c must be >= 0"):
+        train(TrainGlobalArgs(**{**vars(args), "out": str(tmp_path / "bad_c"), "pixel_loss_c": -1.0}))
 
 
 def test_action_targets_are_drawn_where_gym_pusht_draws_the_agent(tiny_dataset):

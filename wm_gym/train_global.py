@@ -84,6 +84,11 @@ class TrainGlobalArgs:
                 "benchmarks/results/global_action_target/README.md)"})
     action_target_sigma: float = field(default=1.5, metadata={"help": "std of those Gaussians in frame pixels"})
     change_weight: float = field(default=10.0, metadata={"help": "extra loss weight on changing pixels"})
+    pixel_loss_c: float = field(default=0.0, metadata={
+        "help": "0: the squared pixel error (EDM's loss); c > 0: the pseudo-Huber error sqrt(e^2 + c^2) - c of each "
+                "pixel (F units), whose optimum is the per-pixel median of the next frame's change instead of its "
+                "mean (sharper where the outcome is uncertain; study: "
+                "benchmarks/results/global_pixel_huber/README.md)"})
     context_noise_max: float = field(default=0.05, metadata={"help": "max std of the context noise augmentation"})
     sampler_steps: int = field(default=1, metadata={
         "help": "default Euler steps of the saved model (1 beat 3 on held-out rollouts, see the README/report)"})
@@ -565,6 +570,8 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
     # -- loop ---------------------------------------------------------------------------------------
     if args.self_forcing_steps < 1:
         raise ValueError(f"--self-forcing-steps must be at least 1, got {args.self_forcing_steps}")
+    if args.pixel_loss_c < 0:
+        raise ValueError(f"--pixel-loss-c must be >= 0 (0: squared error), got {args.pixel_loss_c}")
     extra = args.self_forcing_steps if args.self_forcing > 0 and not args.reward_only else 0
     if args.reward_only:
         args.steps = args.reward_steps
@@ -594,7 +601,7 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
             if probe_frame_loss is not None:
                 frame_loss = functools.partial(probe_frame_loss, next_state=batch["next_state"])
             with precision_context(precision, device):
-                loss, train_logs = den.loss(batch, sigma, frame_loss=frame_loss)
+                loss, train_logs = den.loss(batch, sigma, frame_loss=frame_loss, huber_c=args.pixel_loss_c)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(den.parameters(), args.grad_clip)

@@ -260,7 +260,7 @@ class Denoiser(ModelMixin, ConfigMixin):
         return log_sigma.exp().clamp(cfg.train_sigma_min, cfg.train_sigma_max)
 
     def loss(self, batch: dict[str, torch.Tensor], sigma: torch.Tensor | None = None,
-             frame_loss=None) -> tuple[torch.Tensor, dict[str, float]]:
+             frame_loss=None, huber_c: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
         """EDM loss on a batch with ``obs`` (B,K,C,H,W), ``act`` (B,K,A), ``next_obs`` (B,C,H,W).
 
         ``sigma`` (B,) gives the noise levels; by default they are drawn log-normal (``train_sigma_*``).
@@ -272,9 +272,17 @@ class Denoiser(ModelMixin, ConfigMixin):
         frames (B,C,H,W) (the denoised change on the clean last context frame, clamped to [-1, 1]; differentiable)
         at their noise levels, e.g. a frozen state probe's error on them (``wm-gym train-global --probe-loss``).
 
+        ``huber_c > 0`` replaces the squared error of every pixel by the pseudo-Huber error
+        ``sqrt(e^2 + c^2) - c`` (quadratic below ``c``, linear above): the squared error's optimum is the
+        conditional *mean* of the change, which draws a blurred mean of the poses a pushed block may take; a
+        per-pixel absolute error's optimum is the per-pixel *median*, which commits to one
+        (``wm-gym train-global --pixel-loss-c``).
+
         Returns ``(loss, logs)``; the loss is EDM's weighted denoising error (the error of F against
         its effective target, which equals ``lambda(sigma) * |D - delta|^2``) times the change weights.
         """
+        if huber_c < 0:
+            raise ValueError(f"huber_c must be >= 0 (0: squared error), got {huber_c}")
         cfg = self.config
         obs, act, next_obs = batch["obs"], batch["act"], batch["next_obs"]
         self._check(obs, act)
@@ -296,6 +304,8 @@ class Denoiser(ModelMixin, ConfigMixin):
         model_out = self.inner(p.c_in * noisy, p.c_noise, self.condition(obs, act))
         target = (delta - p.c_skip * noisy) / p.c_out
         err = (model_out - target).pow(2)
+        if huber_c > 0:
+            err = err / ((err + huber_c ** 2).sqrt() + huber_c)  # = sqrt(e^2 + c^2) - c, without cancellation
         loss = (weight * err).mean()
         denoised = p.c_skip * noisy + p.c_out * model_out
         with torch.no_grad():
