@@ -152,14 +152,14 @@ def main(argv=None) -> None:
     valid = {h: starts.t0 + h <= ep_len for h in horizons}
     moved = {h: block_moved(state0, truth_at(eps, starts, ep_len, h, "states")) for h in horizons}
     masks = {h: block_mask(v, args.tol) for h, v in truth.items()}
-    rows = {"copy_last": {h: _stats(masks[0], masks[h], valid[h], moved[h]) for h in horizons}}
+    rows = {"copy_last": {h: block_stats(masks[0], masks[h], valid[h], moved[h], masks[0]) for h in horizons}}
     for path in args.models.split(","):
         t0 = time.time()
         gm = with_sampler_args(GlobalModel.from_pretrained(path), args)
         gen = torch.Generator().manual_seed(args.seed)
         out = rollout_model(gm, eps, starts, horizons, generator=gen, num_steps=args.num_steps or None, progress=False)
-        rows[path] = {h: _stats(block_mask(tensor_to_frames(out["frames"][h]), args.tol), masks[h], valid[h], moved[h])
-                      for h in horizons}
+        rows[path] = {h: block_stats(block_mask(tensor_to_frames(out["frames"][h]), args.tol), masks[h], valid[h], moved[h],
+                                masks[0]) for h in horizons}
         print(f"{path}: {time.time() - t0:.0f} s")
     print(f"\nblock-pixel IoU, generated vs true frame ({len(starts.t0)} rollouts; moving: the true block moved)\n")
     print("| model | " + " | ".join(f"h={h} all / moving" for h in horizons) + " |")
@@ -173,21 +173,39 @@ def main(argv=None) -> None:
     for name, r in rows.items():
         print(f"| {name} | " + " | ".join(f"{r[h]['centroid_px']:.1f} / {r[h]['axis_deg']:.1f} ({r[h]['centroid_px_moving']:.1f} / "
                                           f"{r[h]['axis_deg_moving']:.1f})" for h in horizons) + " |")
+    print(f"\nhow far the generated block travels where the true block was carried (its centroid moved > {CARRIED_PX:g} "
+          "px): median of the generated centroid's displacement from the start along the true one, over the true one; 1: "
+          "as far as the truth, below 1: it lags, 0: it stays put (copy-last)\n")
+    print("| model | " + " | ".join(f"h={h}" for h in horizons) + " |")
+    print("|---|" + "---|" * len(horizons))
+    for name, r in rows.items():
+        print(f"| {name} | " + " | ".join(f"{r[h]['travel_ratio_carried']:.2f}" for h in horizons) + " |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "rows": {k: {str(h): v for h, v in r.items()} for k, r in rows.items()}}, f,
                       indent=2)
 
 
-def _stats(pred: np.ndarray, true: np.ndarray, valid: np.ndarray, moved: np.ndarray) -> dict:
+CARRIED_PX = 8.0  # one frame pixel at 64x64: a true block whose centroid moved less counts as not carried
+
+
+def block_stats(pred: np.ndarray, true: np.ndarray, valid: np.ndarray, moved: np.ndarray, start: np.ndarray) -> dict:
+    """IoU and pose errors of the block masks ``pred`` vs ``true`` (N, S, S), and how far ``pred``'s block travelled
+    from the start masks ``start`` along ``true``'s displacement, relative to it (``travel_ratio_carried``: median
+    over the rollouts whose true block's centroid moved > ``CARRIED_PX``)."""
     v = iou(pred, true)
-    (pc, pa), (tc, ta) = mask_pose(pred), mask_pose(true)
+    (pc, pa), (tc, ta), (sc, _) = mask_pose(pred), mask_pose(true), mask_pose(start)
     pos, ang = np.linalg.norm(pc - tc, axis=1), axis_error_deg(pa, ta)
     mv = valid & moved
+    true_step = tc - sc
+    true_travel = np.linalg.norm(true_step, axis=1)
+    travel = ((pc - sc) * true_step).sum(1) / np.maximum(true_travel, 1e-6) ** 2
+    carried = valid & (true_travel > CARRIED_PX)  # the true block's pixels moved (not only turned in place)
     return {"all": float(v[valid].mean()), "moving": float(v[mv].mean()), "n": int(valid.sum()),
             "n_moving": int(mv.sum()), "centroid_px": float(pos[valid].mean()),
             "centroid_px_moving": float(pos[mv].mean()), "axis_deg": float(ang[valid].mean()),
-            "axis_deg_moving": float(ang[mv].mean())}
+            "axis_deg_moving": float(ang[mv].mean()), "n_carried": int(carried.sum()),
+            "travel_ratio_carried": float(np.median(travel[carried])) if carried.any() else float("nan")}
 
 
 if __name__ == "__main__":

@@ -236,7 +236,7 @@ def test_gradient_cost_rejects_no_timed_update():
 
 def test_block_iou_smoke_and_the_mask_pose_turns_with_the_block(tiny_checkpoint, tiny_dataset, tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from block_iou import axis_error_deg, block_mask, mask_pose
+    from block_iou import block_stats, axis_error_deg, block_mask, mask_pose
 
     from wm_gym.pusht import PushTGroundTruth
 
@@ -250,11 +250,21 @@ def test_block_iou_smoke_and_the_mask_pose_turns_with_the_block(tiny_checkpoint,
     offsets = (axis - np.degrees(true)) % 180.0
     assert float(axis_error_deg(offsets, np.full_like(offsets, np.median(offsets))).max()) < 8.0
     assert np.linalg.norm(centre - centre.mean(0), axis=1).max() < 40  # turned about a point near the centroid
+    # travel along the true displacement: a block drawn halfway scores 0.5, copy-last 0, one pushed back -0.5
+    def square(dx):
+        m = np.zeros((1, 64, 64), bool)
+        m[0, 20:26, 20 + dx:26 + dx] = True
+        return m
+    start, true = square(0), square(4)  # carried 4 frame pixels = 32 px of 512
+    for dx, want in [(2, 0.5), (0, 0.0), (-2, -0.5), (4, 1.0)]:
+        stats = block_stats(square(dx), true, np.array([True]), np.array([True]), start)
+        assert stats["n_carried"] == 1 and stats["travel_ratio_carried"] == pytest.approx(want)
     _run(["benchmarks/block_iou.py", "--models", str(tiny_checkpoint / "global_model"), "--data", str(tiny_dataset),
           "--horizons", "1,4", "--starts-per-episode", "2", "--threads", "1", "--json", str(tmp_path / "b.json")])
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]
     assert set(rows) == {"copy_last", str(tiny_checkpoint / "global_model")}
     assert 0.0 <= rows["copy_last"]["1"]["all"] <= 1.0
+    assert rows["copy_last"]["4"]["travel_ratio_carried"] in (0.0, "NaN") or math.isnan(rows["copy_last"]["4"]["travel_ratio_carried"])  # copy-last's block never leaves the start
     _run(["benchmarks/block_iou.py", "--models", str(tiny_checkpoint / "global_model"), "--data", str(tiny_dataset),
           "--horizons", "1,4", "--starts-per-episode", "2", "--threads", "1", "--num-steps", "2", "--antithetic", "off",
           "--json", str(tmp_path / "b2.json")])
