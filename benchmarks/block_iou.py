@@ -26,18 +26,20 @@ AGENT_RGB = (65.0, 105.0, 225.0)  # gym-pusht's agent (RoyalBlue)
 
 
 def add_sampler_args(p: argparse.ArgumentParser) -> None:
-    """``--num-steps`` and ``--antithetic``, as in ``wm-gym eval-fidelity`` (apply with :func:`with_sampler_args`;
-    pass ``num_steps=args.num_steps or None`` to the rollout)."""
+    """``--num-steps``, ``--antithetic`` and ``--min-change``, as in ``wm-gym eval-fidelity`` (apply with
+    :func:`with_sampler_args`; pass ``num_steps=args.num_steps or None`` to the rollout)."""
     p.add_argument("--num-steps", type=int, default=0, help="sampler steps per world-model step (0: each model's default)")
     p.add_argument("--antithetic", choices=("model", "on", "off"), default="model",
                    help="antithetic noise pairs in the sampler (model: each model's setting), as in wm-gym eval-fidelity")
+    p.add_argument("--min-change", type=float, default=-1.0,
+                   help="the sampler's min_change (negative: each model's setting), as in wm-gym eval-fidelity")
 
 
 def with_sampler_args(gm, args: argparse.Namespace):
-    """``gm`` with the sampler's antithetic setting of :func:`add_sampler_args` applied."""
+    """``gm`` with the sampler's antithetic and min_change settings of :func:`add_sampler_args` applied."""
     from wm_gym.fidelity import with_sampler_settings
 
-    return with_sampler_settings(gm, args.antithetic)
+    return with_sampler_settings(gm, args.antithetic, args.min_change)
 
 
 def block_mask(frames_uint8: np.ndarray, tol: float) -> np.ndarray:

@@ -267,9 +267,9 @@ def test_block_iou_smoke_and_the_mask_pose_turns_with_the_block(tiny_checkpoint,
     assert rows["copy_last"]["4"]["travel_ratio_carried"] in (0.0, "NaN") or math.isnan(rows["copy_last"]["4"]["travel_ratio_carried"])  # copy-last's block never leaves the start
     _run(["benchmarks/block_iou.py", "--models", str(tiny_checkpoint / "global_model"), "--data", str(tiny_dataset),
           "--horizons", "1,4", "--starts-per-episode", "2", "--threads", "1", "--num-steps", "2", "--antithetic", "off",
-          "--json", str(tmp_path / "b2.json")])
+          "--min-change", "0.1", "--json", str(tmp_path / "b2.json")])
     other = json.loads((tmp_path / "b2.json").read_text())
-    assert other["args"]["num_steps"] == 2 and other["args"]["antithetic"] == "off"
+    assert other["args"]["num_steps"] == 2 and other["args"]["antithetic"] == "off" and other["args"]["min_change"] == 0.1
     assert other["rows"]["copy_last"] == rows["copy_last"]  # the same starts; only the model's rollout differs
     model = str(tiny_checkpoint / "global_model")
     assert other["rows"][model] != rows[model]

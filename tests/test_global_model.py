@@ -312,6 +312,8 @@ def test_train_global_smoke(tiny_dataset, tmp_path):
     logs = train(args)
     assert {"mse_h1", "mse_copy_h4", "psnr_h16", "reward_real_mae_0"} <= logs.keys()
     assert "mse_h64" not in logs  # the default horizons 1,4,16,64: 64 does not fit in 24-step episodes
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["step"] == 4 and saved["train_steps_per_s"] > 0  # the training steps' own speed, to size timed runs
     model = GlobalModel.from_pretrained(tmp_path / "run" / "global_model")
     assert model.image_size == 32
     with pytest.raises(FileExistsError, match="--resume"):

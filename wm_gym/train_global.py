@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io import atomic_save_pretrained, atomic_torch_save
+from .io import atomic_save_pretrained, atomic_torch_save, atomic_write_text
 from .data import DatasetError, TransitionDataset, context_indices, frames_to_tensor
 from .models.denoiser import Denoiser, changed_pixels
 from .models.global_model import GlobalModel, precision_context, resolve_precision
@@ -245,6 +245,13 @@ def goal_frames_cached(out: Path, task: TaskSpec, n: int, seed: int, name: str):
     if arrays is not None:
         np.savez_compressed(path, **arrays)
     return arrays
+
+
+def run_goal_frames(args: TrainGlobalArgs, task: TaskSpec, out: Path):
+    """The near-goal frames (train, val) of a run with ``args``, cached in ``out`` (rendered by the simulator the first
+    time: a run on a machine without gym-pusht needs them copied into ``out``, see benchmarks/gpu_train_global.sh)."""
+    return (goal_frames_cached(out, task, args.goal_frames, args.seed + 1, "goal_frames_train"),
+            goal_frames_cached(out, task, max(200, args.goal_frames // 6), args.seed + 2, "goal_frames_val"))
 
 
 def goal_batch(goal: dict[str, np.ndarray], n: int, rng: np.random.Generator, device) -> dict[str, torch.Tensor]:
@@ -496,8 +503,7 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
         tqdm.write(f"validation horizons {list(args.horizons)} -> {list(horizons)}: the shortest validation "
                    f"episode allows {longest} open-loop steps")
     H = max(horizons)
-    goal_train = goal_frames_cached(out, task, args.goal_frames, args.seed + 1, "goal_frames_train")
-    goal_val = goal_frames_cached(out, task, max(200, args.goal_frames // 6), args.seed + 2, "goal_frames_val")
+    goal_train, goal_val = run_goal_frames(args, task, out)
     real_val = real_reward_frames(val_set.episodes, task, 3000, args.seed)
     starts = open_loop_starts(val_set.episodes, args.eval_starts, H, args.context, args.seed)
 
@@ -549,6 +555,8 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
                            "opt": opt.state_dict(), "opt_reward": opt_r.state_dict()}, ckpt_path)
         export_model(ema_model, out)
 
+    train_time = [0.0, 0]  # seconds and steps of this invocation's training steps (no validation, saving, start-up)
+
     def validate() -> dict[str, float]:
         logs = open_loop_eval(ema_model, val_set.episodes, starts, args.sampler_steps, args.seed, horizons=horizons)
         alt = 3 if args.sampler_steps == 1 else 1  # the other sampler setting, for comparison
@@ -561,7 +569,9 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
         for k, v in logs.items():
             writer.add_scalar("val/" + k, v, step)
         logs["step"], logs["samples"] = step, samples
-        (out / "metrics.json").write_text(json.dumps(logs, indent=2))
+        if train_time[1]:  # the training steps' own speed, e.g. to size a timed run (benchmarks/gpu_train_global.sh)
+            logs["train_steps_per_s"] = train_time[1] / train_time[0]
+        atomic_write_text(out / "metrics.json", json.dumps(logs, indent=2))
         summary = " ".join(f"h{h}: mse {logs[f'mse_h{h}']:.5f} (copy {logs[f'mse_copy_h{h}']:.5f})" for h in horizons)
         tqdm.write(f"[val step {step}] {summary} | reward MAE {logs['reward_real_mae_0']:.4f} "
                    f"success F1 {logs.get('reward_goal_success_f1', float('nan')):.3f}")
@@ -584,6 +594,7 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
     logs: dict[str, float] = {}
     den.train(); rm.train()
     while time.time() < deadline and not (args.steps and step >= args.steps):
+        t_step = time.time()
         batch = {k: v.to(device) for k, v in next(batches).items()}
         train_logs: dict[str, float] = {}
         if extra:
@@ -629,6 +640,8 @@ def train(args: TrainGlobalArgs) -> dict[str, float]:
         step += 1
         samples += args.batch_size
         bar.update(1)
+        train_time[0] += time.time() - t_step
+        train_time[1] += 1
         if step % args.log_every == 0:
             now = time.time()
             for k, v in train_logs.items():
