@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# after runs/ft_cw30 finishes: export, judge, probe-free block pixels, agent sharpness (r2 = same recipe, change weight 10)
+# after runs/ft_cw30 finishes (run from anywhere): export, judge, probe-free block pixels, agent sharpness (r2 = same recipe, change weight 10)
 set -euo pipefail
-cd /work/main && . .venv/bin/activate
+cd "$(dirname "$0")/../../.." && . .venv/bin/activate
 cp runs/ft_cw30/metrics.json runs/global_training_cw30.json
 wm-gym export --global-model runs/ft_cw30/global_model --surrogate wm_gym/assets/pusht/surrogate --data data/pusht64 \
   --out runs/cand_cw30 --metrics runs/global_training_cw30.json,runs/surrogate_training.json
