@@ -71,10 +71,9 @@ COMMON=(--data data/pusht64 --init-from wm_gym/assets/pusht/global_model --devic
 rm -rf $RUN.smoke && mkdir -p $RUN.smoke && cp $CARRY/goal_frames_*.npz $RUN.smoke/
 wm train-global "${COMMON[@]}" --steps 30 --minutes 10 --eval-every 1000000 --eval-starts 4 --out $RUN.smoke \
     > /tmp/smoke.log 2>&1 || { tail -30 /tmp/smoke.log | tee -a "$LOG"; exit 1; }
-steps=$(python3 -c "import json, sys; r = json.load(open(sys.argv[1]))['train_steps_per_s']; \
-print(max(100, int(r * int(sys.argv[2]) * 0.9)))" $RUN.smoke/metrics.json "$TRAIN_SECONDS")
-echo "smoke: $(python3 -c "import json; print(json.load(open('$RUN.smoke/metrics.json'))['train_steps_per_s'])") \
-steps/s -> --steps $steps" | tee -a "$LOG"
+read -r rate steps < <(python3 -c "import json, sys; r = json.load(open(sys.argv[1]))['train_steps_per_s']; \
+print(r, max(100, int(r * int(sys.argv[2]) * 0.9)))" $RUN.smoke/metrics.json "$TRAIN_SECONDS")
+echo "smoke: $rate steps/s -> --steps $steps" | tee -a "$LOG"
 
 rm -rf $RUN && mkdir -p $RUN && cp $CARRY/goal_frames_*.npz $RUN/
 wm train-global "${COMMON[@]}" --steps "$steps" --minutes $(( TRAIN_SECONDS / 60 + 3 )) \
