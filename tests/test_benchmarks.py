@@ -317,3 +317,18 @@ def test_agent_sharpness_smoke(tiny_checkpoint, tiny_dataset, tmp_path):
           "--starts-per-episode", "1", "--threads", "1", "--split", "train", "--json", str(tmp_path / "s3.json")])
     (train,) = json.loads((tmp_path / "s3.json").read_text())["rows"].values()
     assert train["moving"]["n"] + train["still"]["n"] > 0 and train != r
+
+
+def test_fog_seeds_table(tmp_path):
+    # two models x two training seeds of ground_truth_eval.py results: per-seed returns, mean (sd), difference (se)
+    for label, dets in (("a", (-300.0, -320.0)), ("b", (-330.0, -350.0))):
+        for seed, det in enumerate(dets):
+            res = {"fog": {"mean_return_dense": det, "mean_max_coverage": 0.1},
+                   "fog_sampled": {"mean_return_dense": det - 10, "mean_max_coverage": 0.1}}
+            (tmp_path / f"fog_{label}_s{seed}_gt50.json").write_text(json.dumps(res))
+    out = _run(["benchmarks/fog_seeds.py", f"a={tmp_path}/fog_a_s*", f"b={tmp_path}/fog_b_s*"])
+    assert "| a | 0,1 | -300.0 / -320.0 | -310.0 (14.1) | -320.0 (14.1) | 0.100 | - |" in out
+    assert "| b | 0,1 | -330.0 / -350.0 | -340.0 (14.1) | -350.0 (14.1) | 0.100 | -30.0 (14.1) |" in out
+    bad = subprocess.run([sys.executable, "benchmarks/fog_seeds.py", f"a={tmp_path}/none*"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "no file matches" in bad.stderr
