@@ -15,6 +15,7 @@ import argparse
 import glob
 import json
 import math
+import os
 import re
 import sys
 
@@ -30,8 +31,11 @@ def load_runs(pattern: str) -> dict[str, dict]:
             res = json.load(fh)
         if "fog" not in res or "fog_sampled" not in res:
             raise SystemExit(f"{f} is not a benchmarks/ground_truth_eval.py result (no 'fog' / 'fog_sampled' entry)")
-        m = re.search(r"_s(\d+)", f.rsplit("/", 1)[-1])
-        runs[m.group(1) if m else f] = res
+        m = re.search(r"_s(\d+)", os.path.basename(f))
+        seed = m.group(1) if m else f
+        if seed in runs:
+            raise SystemExit(f"{pattern!r} matches two files of training seed {seed}: narrow it to one model's files")
+        runs[seed] = res
     return runs
 
 

@@ -14,7 +14,7 @@
 # loss probe into runs/gpu_carry/, and prints the device call. On the GPU (one call, ~10 of the 15 minutes):
 #     device run: command "bash benchmarks/gpu_train_global.sh", timeout_s 600,
 #                 carry [".whl", "data/pusht64", "runs/gpu_carry"]
-# It smoke-tests 20 steps, times them, sets --steps to fill TRAIN_SECONDS (default 360; the whole call must end within 600 s) and trains; the saved
+# It smoke-tests 30 steps, times them, sets --steps to fill TRAIN_SECONDS (default 360; the whole call must end within 600 s) and trains; the saved
 # GlobalModel (fp16 safetensors, ~4 MB) and the run's metrics and log come back under $OUT. Then, here:
 #     wm-gym export --global-model <files_at>/global_model --surrogate wm_gym/assets/pusht/surrogate \
 #         --data data/pusht64 --out runs/cand_gpu

@@ -332,3 +332,6 @@ def test_fog_seeds_table(tmp_path):
     bad = subprocess.run([sys.executable, "benchmarks/fog_seeds.py", f"a={tmp_path}/none*"], cwd=ROOT,
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "no file matches" in bad.stderr
+    both = subprocess.run([sys.executable, "benchmarks/fog_seeds.py", f"ab={tmp_path}/fog_*_s0*"], cwd=ROOT,
+                          capture_output=True, text=True)  # two models' seed 0 under one label: refused, not overwritten
+    assert both.returncode != 0 and "two files of training seed 0" in both.stderr
