@@ -44,8 +44,9 @@ def section() -> str:
     out.append(f"Machine: {machine.get('description', machine.get('cpu'))}{note}. "
                "Regenerate everything with `bash benchmarks/run_all.sh` then `python benchmarks/make_readme.py`. "
                "Speed, and anything run in bfloat16 (`precision=\"auto\"` picks it on CPUs with AMX or "
-               "AVX512-BF16, e.g. the FoG example), differs by host: `benchmarks/results/host_intel_amx/README.md` "
-               "has the same scripts on a second host.")
+               "AVX512-BF16, e.g. the FoG example), differs by host, and on a shared virtual machine from one session to "
+               "the next: `benchmarks/results/host_intel_amx/README.md` puts the speed tables of three runs side by "
+               "side.")
 
     se = _load("sample_efficiency_quick/summary.json")
     out.append("\n### Sample efficiency: FoG vs PPO in WM-PushT-v0 (`benchmarks/sample_efficiency.py --quick`)\n")
