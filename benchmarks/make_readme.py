@@ -37,6 +37,13 @@ def _f(x, nd=2):
     return f"{x:.{nd}f}"
 
 
+def _ratio_text(ratio) -> str:
+    """A sample-efficiency ratio: a number as ``12.3x``; the cases without one (strings) by what they say."""
+    if isinstance(ratio, str):
+        return "<1" if ratio.startswith("<1") else "undefined" if ratio.startswith("undefined") else ratio
+    return f"{ratio:.1f}x"
+
+
 def section() -> str:
     out = []
     machine = _load("machine.json") or {"cpu": platform.processor() or platform.machine()}
@@ -97,6 +104,12 @@ def section() -> str:
                 out.append("Counting FoG's steps from where its curve *stays* at or above that return: "
                            + (f"after {_f(r['fog_steps_sustained'], 0)} steps, **{rs:.1f}x**." if not isinstance(rs, str)
                               else f"{rs}."))
+            per_seed = se.get("ratios_per_seed", {}).get(algo)
+            if per_seed and len(per_seed) > 1 and r["ppo_steps"] != 0:
+                out.append("Per seed (FoG's run against the PPO run of the same seed and that run's best; first "
+                           "crossing / sustained): " + ", ".join(
+                               f"seed {q['seed']} {_ratio_text(q['ratio'])} / {_ratio_text(q['ratio_sustained'])}"
+                               for q in per_seed) + ".")
             t = se.get("ratios_ep_rew_mean", {}).get(algo)
             if t:
                 tr = t["ratio"] if isinstance(t["ratio"], str) else f"{t['ratio']:.1f}x"

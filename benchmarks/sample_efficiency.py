@@ -23,7 +23,8 @@ reuses it, so an interrupted benchmark resumes at the run it was in.
 
 Headline: ``ratio = PPO env steps to reach its best eval_return / FoG env steps to reach the same`` (per
 PPO variant, on the seed-mean eval curves, linearly interpolated between checkpoints); when FoG never
-reaches it the ratio is reported as < 1. The same ratio on the ``ep_rew_mean`` curves is also written.
+reaches it the ratio is reported as < 1. The same ratio per seed (FoG's run against PPO's run of that seed)
+shows how much of the headline one seed decides. The same ratio on the ``ep_rew_mean`` curves is also written.
 A training-curve point counts once its mean is over at least ``num_envs`` finished episodes: before that
 it is the mean of a handful of episodes the world model ended early.
 """
@@ -337,7 +338,7 @@ def main() -> None:
                      "eval_steps": prof["eval_steps"], "eval_schedule": schedule, "gt_at": list(gt_at), "gt_seeds": prof["gt_seeds"],
                      "fog_config": fog_settings(prof, args), "center_target_eval_return": center,
                      "action_offset": FoGConfig(**fog_settings(prof, args)).action_offset,
-                     "ratios": {}, "ratios_ep_rew_mean": {}}
+                     "ratios": {}, "ratios_per_seed": {}, "ratios_ep_rew_mean": {}}
     for algo in algos:
         m, tm, gts = eval_mean[algo][0], train_mean[algo][0], ground_truths[algo]
         summary[algo] = {
@@ -360,6 +361,10 @@ def main() -> None:
             if not algo.startswith("ppo"):
                 continue
             summary["ratios"][algo] = _ratio(points, eval_mean[algo][0], eval_mean["fog"][0])
+            # the spread behind the headline: each seed's FoG run against the PPO run of the same seed
+            summary["ratios_per_seed"][algo] = [
+                {"seed": seed, **_ratio(points, mean_curve([ppo_rows], points)[0], mean_curve([fog_rows], points)[0])}
+                for seed, ppo_rows, fog_rows in zip(prof["seeds"], evals[algo], evals["fog"])]
             if summary[algo]["best_ep_rew_mean"] is not None:
                 summary["ratios_ep_rew_mean"][algo] = _ratio(grid, train_mean[algo][0], train_mean["fog"][0])
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))

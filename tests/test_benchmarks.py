@@ -94,6 +94,10 @@ def test_sample_efficiency_smoke(tiny_checkpoint, tmp_path):
         assert steps[0] == 0 and len(steps) == len(schedule) and steps[-1] >= schedule[-1]
         assert len(summary[algo]["eval_return"]) == len(schedule)
     assert "ppo_latent" in summary["ratios"]
+    # one ratio per seed; with a single seed it is the headline's (the mean curve of one run is that run)
+    (per_seed,) = summary["ratios_per_seed"]["ppo_latent"]
+    assert per_seed["seed"] == summary["seeds"][0]
+    assert {k: v for k, v in per_seed.items() if k != "seed"} == summary["ratios"]["ppo_latent"]
     # gym-pusht at the start and halfway as well as at the end
     assert [g["env_steps"] for g in summary["fog"]["ground_truth_at"]] == summary["gt_at"] == [0, schedule[1]]
     # finished runs are kept: a rerun resumes (here: reuses both) and gives the same summary
