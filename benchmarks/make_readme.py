@@ -58,7 +58,10 @@ def section() -> str:
     se = _load("sample_efficiency_quick/summary.json")
     out.append("\n### Sample efficiency: FoG vs PPO in WM-PushT-v0 (`benchmarks/sample_efficiency.py --quick`)\n")
     if se and "eval_schedule" in se:
-        out.append(f"{len(se['seeds'])} seeds, {se['steps_per_run']:,} world-model env steps per run, "
+        per_algo = se.get("seeds_per_algo", {})
+        fewer = [f"{a}: seed{'s' if len(v) > 1 else ''} {', '.join(map(str, v))} only" for a, v in per_algo.items() if v != se["seeds"]]
+        out.append(f"{len(se['seeds'])} seeds ({', '.join(map(str, se['seeds']))}"
+                   + (f"; {', '.join(fewer)}" if fewer else "") + f"), {se['steps_per_run']:,} world-model env steps per run, "
                    f"`{se['reward_type']}` reward, FoG with N = {se['fog_config']['num_envs']} envs"
                    + "".join(f", {k} = {v}" for k, v in se["fog_config"].items() if k != "num_envs")
                    + f" (otherwise `FoGConfig` defaults). `eval` = the deterministic "

@@ -241,6 +241,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="override the profile's env steps per run")
     p.add_argument("--seeds", default=None, help="override the seeds, e.g. 0,1,2")
     p.add_argument("--algos", default=None, help="override the algorithms, e.g. fog,ppo_latent")
+    p.add_argument("--algo-seeds", action="append", default=[], metavar="ALGO=SEEDS",
+                   help="other seeds for one algorithm, e.g. ppo_pixels=0,1 to run an expensive one on fewer seeds "
+                        "(repeatable; the summary says which seeds each algorithm has)")
     p.add_argument("--reward-type", default="dense")
     p.add_argument("--fog", action="append", metavar="KEY=VALUE",
                    help="override a FoGConfig field for FoG's runs, e.g. --fog num_envs=16 (repeatable)")
@@ -298,8 +301,11 @@ def main() -> None:
     for algo in algos:
         if algo not in OBS_TYPE:
             raise SystemExit(f"unknown algorithm {algo!r}; choose from {', '.join(OBS_TYPE)}")
-    for seed in prof["seeds"]:
+    seeds_of = algo_seeds(algos, prof["seeds"], args.algo_seeds)
+    for seed in sorted(set().union(*seeds_of.values())):
         for algo in algos:
+            if seed not in seeds_of[algo]:
+                continue
             # a finished run is kept on disk with the settings that made it: an interrupted benchmark resumes
             result_path = runs_dir / f"{algo}_{seed}.json"
             settings = run_settings(algo, seed, prof, args, schedule, gt_at, checkpoint_sha256)
@@ -323,8 +329,8 @@ def main() -> None:
             print(f"[{algo} seed {seed}] {result['wall_s']:.0f}s (evaluations included), eval returns "
                   f"{[round(r, 1) for _, r in result['eval_rows']]}, ground truth {result['ground_truth']}", flush=True)
 
-    write_curves(out / "curves.csv", "ep_rew_mean", curves, prof["seeds"])
-    write_curves(out / "eval_curves.csv", "eval_return", evals, prof["seeds"])
+    write_curves(out / "curves.csv", "ep_rew_mean", curves, seeds_of)
+    write_curves(out / "eval_curves.csv", "eval_return", evals, seeds_of)
 
     points = np.array(schedule, float)
     eval_mean = {a: mean_curve(evals[a], points) for a in algos}
@@ -333,6 +339,7 @@ def main() -> None:
     # a fixed reference on the same evaluation: every step, the target is the middle of the action box
     center = evaluator_for("latent")(lambda z: np.tile((action_low + action_high) / 2, (len(z), 1)))["mean_return"]
     summary: dict = {"profile": profile, "steps_per_run": prof["steps"], "seeds": prof["seeds"],
+                     "seeds_per_algo": seeds_of,
                      "reward_type": args.reward_type, "device": args.device, "precision": args.precision,
                      "eval_envs": prof["eval_envs"],
                      "eval_steps": prof["eval_steps"], "eval_schedule": schedule, "gt_at": list(gt_at), "gt_seeds": prof["gt_seeds"],
@@ -362,9 +369,11 @@ def main() -> None:
                 continue
             summary["ratios"][algo] = _ratio(points, eval_mean[algo][0], eval_mean["fog"][0])
             # the spread behind the headline: each seed's FoG run against the PPO run of the same seed
+            ppo_runs, fog_runs = dict(zip(seeds_of[algo], evals[algo])), dict(zip(seeds_of["fog"], evals["fog"]))
             summary["ratios_per_seed"][algo] = [
-                {"seed": seed, **_ratio(points, mean_curve([ppo_rows], points)[0], mean_curve([fog_rows], points)[0])}
-                for seed, ppo_rows, fog_rows in zip(prof["seeds"], evals[algo], evals["fog"])]
+                {"seed": seed, **_ratio(points, mean_curve([ppo_runs[seed]], points)[0],
+                                        mean_curve([fog_runs[seed]], points)[0])}
+                for seed in seeds_of[algo] if seed in fog_runs]
             if summary[algo]["best_ep_rew_mean"] is not None:
                 summary["ratios_ep_rew_mean"][algo] = _ratio(grid, train_mean[algo][0], train_mean["fog"][0])
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
@@ -379,10 +388,10 @@ def main() -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for algo in algos:
         m, sd = eval_mean[algo]
-        axes[0].plot(points, m, marker="o", label=algo)
+        axes[0].plot(points, m, marker="o", label=f"{algo} ({len(seeds_of[algo])} seeds)")
         axes[0].fill_between(points, m - sd, m + sd, alpha=0.2)
         m, sd = train_mean[algo]
-        axes[1].plot(grid, m, label=algo)
+        axes[1].plot(grid, m, label=f"{algo} ({len(seeds_of[algo])} seeds)")
         axes[1].fill_between(grid, m - sd, m + sd, alpha=0.2)
     axes[0].set_title(f"deterministic eval, {prof['eval_envs']} fixed starts")
     axes[0].set_ylabel(f"eval return ({args.reward_type} reward)")
@@ -391,19 +400,34 @@ def main() -> None:
     for ax in axes:
         ax.set_xlabel("world-model env steps")
         ax.legend()
-    fig.suptitle(f"WM-PushT-v0, {len(prof['seeds'])} seeds (mean ± std)")
+    fig.suptitle("WM-PushT-v0 (mean ± std over seeds)")
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=120)
     print(json.dumps(summary, indent=2, default=float))
 
 
-def write_curves(path: Path, column: str, curves: dict[str, list], seeds: list[int]) -> None:
-    """CSV rows (algo, seed, env_steps, column) from {algo: [rows of seed 0, rows of seed 1, ...]}."""
+def algo_seeds(algos: list[str], seeds: list[int], overrides: list[str]) -> dict[str, list[int]]:
+    """The seeds each algorithm runs: ``seeds``, except where an override ``"ALGO=S,S"`` names others."""
+    seeds_of = {algo: list(seeds) for algo in algos}
+    for item in overrides:
+        algo, sep, value = item.partition("=")
+        if not sep or algo not in seeds_of:
+            raise SystemExit(f"--algo-seeds {item!r}: expected ALGO=SEEDS with ALGO one of {', '.join(algos)}, "
+                             "e.g. ppo_pixels=0,1")
+        try:
+            seeds_of[algo] = [int(x) for x in value.split(",")]
+        except ValueError:
+            raise SystemExit(f"--algo-seeds {item!r}: seeds must be integers separated by commas, e.g. 0,1") from None
+    return seeds_of
+
+
+def write_curves(path: Path, column: str, curves: dict[str, list], seeds: dict[str, list[int]]) -> None:
+    """CSV rows (algo, seed, env_steps, column) from {algo: [rows of its first seed, ...]} and {algo: its seeds}."""
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["algo", "seed", "env_steps", column])
         for algo, runs in curves.items():
-            for seed, rows in zip(seeds, runs):
+            for seed, rows in zip(seeds[algo], runs):
                 for r in rows:
                     w.writerow([algo, seed, r[0], f"{r[1]:.5f}"])
 
