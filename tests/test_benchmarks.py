@@ -339,3 +339,20 @@ def test_fog_seeds_table(tmp_path):
     both = subprocess.run([sys.executable, "benchmarks/fog_seeds.py", f"ab={tmp_path}/fog_*_s0*"], cwd=ROOT,
                           capture_output=True, text=True)  # two models' seed 0 under one label: refused, not overwritten
     assert both.returncode != 0 and "two files of training seed 0" in both.stderr
+
+
+def test_sample_efficiency_algo_seeds(tmp_path):
+    """``--algo-seeds ALGO=S,S`` runs one algorithm on other seeds; the CSV labels every run with its own seed."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import sample_efficiency as se
+
+    seeds_of = se.algo_seeds(["fog", "ppo_latent", "ppo_pixels"], [0, 1, 2, 3], ["ppo_pixels=0,1"])
+    assert seeds_of == {"fog": [0, 1, 2, 3], "ppo_latent": [0, 1, 2, 3], "ppo_pixels": [0, 1]}
+    for bad in ("ppo_pixels", "ppo_mlp=0", "ppo_pixels=a,b"):
+        with pytest.raises(SystemExit, match="--algo-seeds"):
+            se.algo_seeds(["fog", "ppo_pixels"], [0, 1], [bad])
+    se.write_curves(tmp_path / "c.csv", "eval_return", {"fog": [[(0, -1.0)], [(0, -2.0)]], "ppo_pixels": [[(0, -3.0)]]},
+                    {"fog": [2, 3], "ppo_pixels": [1]})
+    with open(tmp_path / "c.csv") as f:
+        rows = [(r["algo"], int(r["seed"]), float(r["eval_return"])) for r in csv.DictReader(f)]
+    assert rows == [("fog", 2, -1.0), ("fog", 3, -2.0), ("ppo_pixels", 1, -3.0)]
