@@ -37,10 +37,11 @@ def _f(x, nd=2):
     return f"{x:.{nd}f}"
 
 
-def _ratio_text(ratio) -> str:
-    """A sample-efficiency ratio: a number as ``12.3x``; the cases without one (strings) by what they say."""
+def _ratio_text(ratio, short: bool = False) -> str:
+    """A sample-efficiency ratio: a number as ``12.3x``; the cases without one (strings) by what they say, or
+    with ``short`` by their first word (``<1``, ``undefined``)."""
     if isinstance(ratio, str):
-        return "<1" if ratio.startswith("<1") else "undefined" if ratio.startswith("undefined") else ratio
+        return ratio.split(" ")[0] if short else ratio
     return f"{ratio:.1f}x"
 
 
@@ -59,7 +60,8 @@ def section() -> str:
     out.append("\n### Sample efficiency: FoG vs PPO in WM-PushT-v0 (`benchmarks/sample_efficiency.py --quick`)\n")
     if se and "eval_schedule" in se:
         per_algo = se.get("seeds_per_algo", {})
-        fewer = [f"{a}: seed{'s' if len(v) > 1 else ''} {', '.join(map(str, v))} only" for a, v in per_algo.items() if v != se["seeds"]]
+        fewer = [f"{a}: seed{'s' if len(v) > 1 else ''} {', '.join(map(str, v))} only"
+                 for a, v in per_algo.items() if v != se["seeds"]]
         out.append(f"{len(se['seeds'])} seeds ({', '.join(map(str, se['seeds']))}"
                    + (f"; {', '.join(fewer)}" if fewer else "") + f"), {se['steps_per_run']:,} world-model env steps per run, "
                    f"`{se['reward_type']}` reward, FoG with N = {se['fog_config']['num_envs']} envs"
@@ -91,7 +93,7 @@ def section() -> str:
                            + " / ".join([_f(g["mean_return_dense"], 1) for g in s["ground_truth_at"]]
                                         + [_f(gt.get("mean_return_dense"), 1)]) + " |")
         for algo, r in se.get("ratios", {}).items():
-            ratio = r["ratio"] if isinstance(r["ratio"], str) else f"{r['ratio']:.1f}x"
+            ratio = _ratio_text(r["ratio"])
             if r["ppo_steps"] == 0:
                 out.append(f"\nHeadline ({algo}): PPO's best deterministic eval return is its initial policy's "
                            f"({_f(r['ppo_best'])}; training lowered it), which FoG "
@@ -111,11 +113,11 @@ def section() -> str:
             if per_seed and len(per_seed) > 1 and r["ppo_steps"] != 0:
                 out.append("Per seed (FoG's run against the PPO run of the same seed and that run's best; first "
                            "crossing / sustained): " + ", ".join(
-                               f"seed {q['seed']} {_ratio_text(q['ratio'])} / {_ratio_text(q['ratio_sustained'])}"
+                               f"seed {q['seed']} {_ratio_text(q['ratio'], True)} / {_ratio_text(q['ratio_sustained'], True)}"
                                for q in per_seed) + ".")
             t = se.get("ratios_ep_rew_mean", {}).get(algo)
             if t:
-                tr = t["ratio"] if isinstance(t["ratio"], str) else f"{t['ratio']:.1f}x"
+                tr = _ratio_text(t["ratio"])
                 out.append(f"The same on the training curves (`ep_rew_mean`, best {_f(t['ppo_best'])}): {tr}.")
         out.append("\n![learning curves](benchmarks/results/sample_efficiency_quick/curves.png)")
     else:

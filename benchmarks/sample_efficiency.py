@@ -259,7 +259,7 @@ def main() -> None:
     if args.steps:
         prof["steps"] = args.steps
     if args.seeds:
-        prof["seeds"] = [int(s) for s in args.seeds.split(",")]
+        prof["seeds"] = sorted({int(s) for s in args.seeds.split(",")})
     if args.algos:
         prof["algos"] = args.algos.split(",")
     out = Path(args.out or Path(__file__).parent / "results" / f"sample_efficiency_{profile}")
@@ -407,15 +407,16 @@ def main() -> None:
 
 
 def algo_seeds(algos: list[str], seeds: list[int], overrides: list[str]) -> dict[str, list[int]]:
-    """The seeds each algorithm runs: ``seeds``, except where an override ``"ALGO=S,S"`` names others."""
-    seeds_of = {algo: list(seeds) for algo in algos}
+    """The seeds each algorithm runs, sorted (the order its runs are made and listed in): ``seeds``, except where
+    an override ``"ALGO=S,S"`` names others."""
+    seeds_of = {algo: sorted(set(seeds)) for algo in algos}
     for item in overrides:
         algo, sep, value = item.partition("=")
         if not sep or algo not in seeds_of:
             raise SystemExit(f"--algo-seeds {item!r}: expected ALGO=SEEDS with ALGO one of {', '.join(algos)}, "
                              "e.g. ppo_pixels=0,1")
         try:
-            seeds_of[algo] = [int(x) for x in value.split(",")]
+            seeds_of[algo] = sorted({int(x) for x in value.split(",")})
         except ValueError:
             raise SystemExit(f"--algo-seeds {item!r}: seeds must be integers separated by commas, e.g. 0,1") from None
     return seeds_of

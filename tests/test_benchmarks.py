@@ -348,6 +348,8 @@ def test_sample_efficiency_algo_seeds(tmp_path):
 
     seeds_of = se.algo_seeds(["fog", "ppo_latent", "ppo_pixels"], [0, 1, 2, 3], ["ppo_pixels=0,1"])
     assert seeds_of == {"fog": [0, 1, 2, 3], "ppo_latent": [0, 1, 2, 3], "ppo_pixels": [0, 1]}
+    # sorted, as the runs are made and collected in seed order (so each curve keeps its own seed's label)
+    assert se.algo_seeds(["fog", "ppo_pixels"], [3, 1], ["ppo_pixels=1,0"]) == {"fog": [1, 3], "ppo_pixels": [0, 1]}
     for bad in ("ppo_pixels", "ppo_mlp=0", "ppo_pixels=a,b"):
         with pytest.raises(SystemExit, match="--algo-seeds"):
             se.algo_seeds(["fog", "ppo_pixels"], [0, 1], [bad])
