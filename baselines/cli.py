@@ -1,4 +1,4 @@
-"""``ppo-train``: SB3 PPO on WM-PushT-v0 (see ``ppo-train --help``)."""
+"""``ppo-train``: SB3 PPO on WM-PushT-v0, or on the real gym-pusht with ``--env gym-pusht`` (see ``ppo-train --help``)."""
 
 import sys
 

@@ -4,6 +4,9 @@
 (``obs_type="latent"``), through :class:`~baselines.vec_env.SB3VecEnvAdapter` so every step is one batched
 denoiser call. Hyper-parameters follow RL-Zoo's continuous-control defaults (normalised actions,
 GAE 0.95, clip 0.2, 10 epochs); the env-step budget counts every world-model step.
+
+With ``env="gym-pusht"`` the same PPO trains on the real simulator instead (:mod:`baselines.ground_truth`,
+``obs_type`` ``"state"`` or ``"pixels"``), for reference: the budget then counts real env steps.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from wm_gym.cliargs import arg
 class PPOArgs:
     """Arguments of a PPO run (each one is a ``ppo-train`` flag)."""
 
-    obs_type: str = arg("latent", '"latent" (MlpPolicy on the surrogate latent) or "pixels" (CnnPolicy on 64x64 frames)')
+    env: str = arg("WM-PushT-v0", '"WM-PushT-v0" (the world model) or "gym-pusht" (the real simulator, for reference)')
+    obs_type: str = arg("latent", '"latent" (MlpPolicy on the surrogate latent) or "pixels" (CnnPolicy on 64x64 frames); '
+                        'with env="gym-pusht": "state" (MlpPolicy on the true state) or "pixels"')
     reward_type: str = arg("dense", '"dense" or "push" (shaped) or "coverage" (gym-pusht\'s reward)')
     total_timesteps: int = arg(200_000, 'world-model env steps')
     num_envs: int = arg(64, 'parallel envs, stepped by one batched denoiser call')
@@ -46,10 +51,31 @@ class PPOArgs:
     run_name: str = arg("", 'run name (default: env, experiment, seed, time)')
 
 
+OBS_TYPES = {"WM-PushT-v0": ("latent", "pixels"), "gym-pusht": ("state", "pixels")}
+
+
+def check_args(args: PPOArgs) -> None:
+    """Clear errors for an env / observation combination that does not exist."""
+    if args.env not in OBS_TYPES:
+        raise ValueError(f"env must be one of {tuple(OBS_TYPES)}, got {args.env!r}")
+    if args.obs_type not in OBS_TYPES[args.env]:
+        raise ValueError(f"obs_type for env={args.env!r} must be one of {OBS_TYPES[args.env]}, got {args.obs_type!r}")
+    if args.env == "gym-pusht" and args.action_offset > 0:
+        raise ValueError("action_offset > 0 reads the agent from the surrogate latent: WM-PushT-v0 with obs_type='latent' only")
+
+
 def make_vec_env(args: PPOArgs, num_envs: int | None = None):
-    """The SB3 VecEnv (with episode statistics) over the native batched ``WM-PushT-v0``."""
+    """The SB3 VecEnv (with episode statistics): over the native batched ``WM-PushT-v0``, or ``num_envs``
+    copies of the real gym-pusht (:class:`~baselines.ground_truth.PushTTruthEnv`) stepped in turn."""
     import gymnasium as gym
-    from stable_baselines3.common.vec_env import VecMonitor
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+
+    check_args(args)
+    if args.env == "gym-pusht":
+        from .ground_truth import PushTTruthEnv
+
+        return VecMonitor(DummyVecEnv([lambda: PushTTruthEnv(args.obs_type, args.reward_type)
+                                       for _ in range(num_envs or args.num_envs)]))
 
     import wm_gym  # noqa: F401  (registers the env)
 
@@ -92,10 +118,9 @@ def train_ppo(args: PPOArgs, callback=None):
     from stable_baselines3.common.callbacks import CallbackList, EvalCallback
     from stable_baselines3.common.utils import set_random_seed
 
-    if args.obs_type not in ("latent", "pixels"):
-        raise ValueError(f"obs_type must be 'latent' or 'pixels', got {args.obs_type!r}")
+    check_args(args)
     set_random_seed(args.seed)
-    name = args.run_name or f"WM-PushT-v0__ppo_{args.obs_type}__{args.seed}__{int(time.time())}"
+    name = args.run_name or f"{args.env}__ppo_{args.obs_type}__{args.seed}__{int(time.time())}"
     out = Path(args.out) / name
     out.mkdir(parents=True, exist_ok=True)
     env = make_vec_env(args)

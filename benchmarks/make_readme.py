@@ -45,6 +45,40 @@ def _ratio_text(ratio, short: bool = False) -> str:
     return f"{ratio:.1f}x"
 
 
+def _ppo_ground_truth_section() -> list[str]:
+    """PPO trained on the real gym-pusht, against FoG's gym-pusht scores (``benchmarks/ppo_ground_truth.py``)."""
+    pg = _load("ppo_ground_truth/summary.json")
+    if not pg:
+        return []
+    out = ["\n### Reference: PPO trained on the real gym-pusht (`benchmarks/ppo_ground_truth.py --quick`)\n",
+           f"The same PPO settings, {pg['num_envs']} envs, `dense` reward and 300-step episodes, trained on the "
+           f"simulator itself ({len(pg['seeds'])} seeds, {pg['steps_per_run']:,} *real* env steps per run) and "
+           f"scored like the runs above in gym-pusht ({pg['gt_seeds']} seeds, deterministic) at env steps "
+           f"{', '.join(f'{x:,}' for x in pg['eval_schedule'])}. `state` observes the true state (privileged: no "
+           "world-model policy has it), `pixels` the 64 x 64 frames. FoG's row is the table above's: it never sees a "
+           "real step.\n"]
+    sched = pg["eval_schedule"]
+    picks = sorted({0, len(sched) // 2, len(sched) - 1})
+    out.append("| algorithm | env steps counted | gym-pusht dense return at " + " / ".join(f"{sched[i]:,}" for i in picks)
+               + " | best | real steps to FoG's final gym-pusht return | wall s / run |")
+    out.append("|---|---|---|---|---|---|")
+    fog = pg.get("fog_reference")
+    for algo in (k for k in pg if k.startswith("ppo_truth_")):
+        s = pg[algo]
+        reach = s.get("real_steps_to_fog_final")
+        reach_text = "n/a" if reach is None else (f"{reach:,.0f}" if np.isfinite(reach) else
+                                                   f"not within {pg['steps_per_run']:,}")
+        out.append(f"| PPO in gym-pusht, {algo.removeprefix('ppo_truth_')} | real | "
+                   + " / ".join(_f(s["gym_pusht_return"][i], 1) for i in picks)
+                   + f" | {_f(s['best'], 1)} | {reach_text} | {_f(s['wall_s_per_run'], 0)} |")
+    if fog:
+        out.append(f"| FoG in WM-PushT-v0 ({len(fog['seeds'])} seeds) | world model only | "
+                   + " / ".join(f"{_f(r, 1)} (at {x:,})" for x, r in zip(fog["steps"], fog["gym_pusht_return"]))
+                   + " | | | |")
+    out.append("\n![PPO in gym-pusht](benchmarks/results/ppo_ground_truth/curves.png)")
+    return out
+
+
 def section() -> str:
     out = []
     machine = _load("machine.json") or {"cpu": platform.processor() or platform.machine()}
@@ -53,7 +87,7 @@ def section() -> str:
                "Regenerate everything with `bash benchmarks/run_all.sh` then `python benchmarks/make_readme.py`. "
                "Speed, and anything run in bfloat16 (`precision=\"auto\"` picks it on CPUs with AMX or "
                "AVX512-BF16, e.g. the FoG example), differs by host, and on a shared virtual machine from one session to "
-               "the next: `benchmarks/results/host_intel_amx/README.md` puts the speed tables of three runs side by "
+               "the next: `benchmarks/results/host_intel_amx/README.md` puts the speed tables of four runs side by "
                "side.")
 
     se = _load("sample_efficiency_quick/summary.json")
@@ -122,6 +156,8 @@ def section() -> str:
         out.append("\n![learning curves](benchmarks/results/sample_efficiency_quick/curves.png)")
     else:
         out.append("not run yet (or run by an older version of the script: rerun it)")
+
+    out.extend(_ppo_ground_truth_section())
 
     ref = _load("reference_policies.json")
     if ref:

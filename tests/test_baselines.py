@@ -82,3 +82,62 @@ def test_ppo_learns_a_few_hundred_steps_and_acts_on_frames(obs_type, request, tm
     for f in frames[:5]:
         a = policy.act(f)
         assert a.shape == (2,) and (a >= 0).all() and (a <= 512).all()
+
+
+# -- PPO on the real gym-pusht (reference) ------------------------------------------------------------------
+
+@pytest.mark.parametrize("obs_type", ["state", "pixels"])
+def test_truth_env_passes_gymnasium_and_sb3_checkers_and_pays_the_chosen_label(obs_type):
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    from baselines import PushTTruthEnv
+
+    env = PushTTruthEnv(obs_type, reward_type="push", max_episode_steps=4)
+    check_env(env, skip_render_check=True)
+    sb3_check_env(env)
+    obs, start = env.reset(seed=3)
+    assert env.observation_space.contains(obs)
+    again, _ = env.reset(seed=3)
+    np.testing.assert_array_equal(obs, again)  # seeded resets are reproducible
+    for t in range(4):
+        obs, reward, terminated, truncated, info = env.step(np.array([0.5, -0.5], np.float32))
+        assert reward == info["reward_push"] and env.observation_space.contains(obs)
+    assert truncated and not terminated
+    # [-1, 1] maps onto the workspace: the agent heads for (384, 128)
+    target = np.array([384.0, 128.0])
+    assert np.linalg.norm(info["state"][:2] - target) < np.linalg.norm(start["state"][:2] - target) - 50
+    with pytest.raises(ValueError, match="finite"):
+        env.step(np.array([np.nan, 0.0]))
+    with pytest.raises(ValueError, match="obs_type"):
+        PushTTruthEnv("latent")
+    with pytest.raises(ValueError, match="reward_type"):
+        PushTTruthEnv("state", reward_type="sparse")
+
+
+def test_state_observation_scales_positions_and_encodes_the_angle():
+    from baselines.ground_truth import state_observation
+
+    obs = state_observation(np.array([[0.0, 512.0, 256.0, 128.0, np.pi / 2]]))
+    np.testing.assert_allclose(obs, [[-1.0, 1.0, 0.0, -0.5, 0.0, 1.0]], atol=1e-6)
+    assert obs.dtype == np.float32
+
+
+def test_ppo_trains_on_gym_pusht_and_its_policy_is_evaluated_there(tmp_path):
+    from baselines import PPOTruthPolicy
+    from fog_trainer.evaluate import evaluate_in_ground_truth
+
+    args = PPOArgs(env="gym-pusht", obs_type="state", total_timesteps=128, num_envs=4, n_steps=16, batch_size=32,
+                   n_epochs=1, out=str(tmp_path), progress_bar=False, run_name="t")
+    model, rows, out = train_ppo(args)
+    assert (out / "model.zip").exists() and model.num_timesteps >= 128
+    res = evaluate_in_ground_truth(PPOTruthPolicy(model, "state"), seeds=[0], max_steps=5)
+    assert res["length"] == [5] and np.isfinite(res["mean_return_dense"])
+
+
+@pytest.mark.parametrize("env,obs_type,offset,match", [
+    ("gym-pusht", "latent", 0.0, "obs_type"), ("WM-PushT-v0", "state", 0.0, "obs_type"),
+    ("gym-pusht", "state", 30.0, "action_offset"), ("PushT-v9", "state", 0.0, "env must be")])
+def test_ppo_rejects_an_env_and_observation_that_do_not_go_together(env, obs_type, offset, match, tmp_path):
+    with pytest.raises(ValueError, match=match):
+        train_ppo(PPOArgs(env=env, obs_type=obs_type, action_offset=offset, out=str(tmp_path), progress_bar=False))

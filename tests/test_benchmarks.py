@@ -116,6 +116,17 @@ def test_sample_efficiency_smoke_ppo_pixels(tiny_checkpoint64, tmp_path):
     assert "ppo_pixels" in summary["ratios"] and "mean_max_coverage" in summary["ppo_pixels"]["ground_truth"]
 
 
+def test_ppo_ground_truth_smoke(tmp_path):
+    # PPO trained on the real gym-pusht, scored there at every point of the sample-efficiency schedule
+    _run(["benchmarks/ppo_ground_truth.py", "--smoke", "--out", str(tmp_path)])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    entry = summary["ppo_truth_state"]
+    assert len(entry["gym_pusht_return"]) == len(summary["eval_schedule"]) and summary["eval_schedule"][0] == 0
+    assert all(np.isfinite(entry["gym_pusht_return"])) and (tmp_path / "curves.png").exists()
+    again = _run(["benchmarks/ppo_ground_truth.py", "--smoke", "--out", str(tmp_path)])
+    assert again.count("finished run reused") == 1
+
+
 def test_sample_efficiency_ratio_interpolates_between_checkpoints():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import sample_efficiency as se
