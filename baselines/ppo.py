@@ -40,7 +40,8 @@ class PPOArgs:
     ent_coef: float = arg(0.0, 'entropy bonus')
     clip_range: float = arg(0.2, 'PPO clip')
     action_offset: float = arg(0.0, "0: absolute targets; > 0 (latent only): target = the surrogate's agent-position "
-                               "read-out + action * this (env units), as FoGConfig.action_offset")
+                               "read-out + action * this (env units), as FoGConfig.action_offset (gym-pusht: the "
+                               "true agent position, any obs_type)")
     checkpoint: str | None = arg(None, 'world-model checkpoint directory (default: the shipped Push-T model)')
     device: str = arg("cpu", 'torch device for the world model and the policy')
     precision: str = arg("float32", "the world model's arithmetic: float32, bfloat16 (autocast) or auto")
@@ -60,8 +61,9 @@ def check_args(args: PPOArgs) -> None:
         raise ValueError(f"env must be one of {tuple(OBS_TYPES)}, got {args.env!r}")
     if args.obs_type not in OBS_TYPES[args.env]:
         raise ValueError(f"obs_type for env={args.env!r} must be one of {OBS_TYPES[args.env]}, got {args.obs_type!r}")
-    if args.env == "gym-pusht" and args.action_offset > 0:
-        raise ValueError("action_offset > 0 reads the agent from the surrogate latent: WM-PushT-v0 with obs_type='latent' only")
+    if args.env == "WM-PushT-v0" and args.action_offset > 0 and args.obs_type != "latent":
+        raise ValueError("action_offset > 0 in WM-PushT-v0 reads the agent from the surrogate latent: obs_type='latent' "
+                         "only (in gym-pusht it is read from the true state, any obs_type)")
 
 
 def make_vec_env(args: PPOArgs, num_envs: int | None = None):
@@ -74,7 +76,8 @@ def make_vec_env(args: PPOArgs, num_envs: int | None = None):
     if args.env == "gym-pusht":
         from .ground_truth import PushTTruthEnv
 
-        return VecMonitor(DummyVecEnv([lambda: PushTTruthEnv(args.obs_type, args.reward_type)
+        return VecMonitor(DummyVecEnv([lambda: PushTTruthEnv(args.obs_type, args.reward_type,
+                                                             action_offset=args.action_offset)
                                        for _ in range(num_envs or args.num_envs)]))
 
     import wm_gym  # noqa: F401  (registers the env)

@@ -52,11 +52,13 @@ def _ppo_ground_truth_section() -> list[str]:
         return []
     out = ["\n### Reference: PPO trained on the real gym-pusht (`benchmarks/ppo_ground_truth.py --quick`)\n",
            f"The same PPO settings, {pg['num_envs']} envs, `dense` reward and 300-step episodes, trained on the "
-           f"simulator itself ({len(pg['seeds'])} seeds, {pg['steps_per_run']:,} *real* env steps per run) and "
+           f"simulator itself ({pg['steps_per_run']:,} *real* env steps per run) and "
            f"scored like the runs above in gym-pusht ({pg['gt_seeds']} seeds, deterministic) at env steps "
            f"{', '.join(f'{x:,}' for x in pg['eval_schedule'])}. `state` observes the true state (privileged: no "
-           "world-model policy has it), `pixels` the 64 x 64 frames. FoG's row is the table above's: it never sees a "
-           "real step.\n"]
+           "world-model policy has it), `pixels` the 64 x 64 frames; `anchored` acts as FoG and PPO-latent do, with "
+           f"targets at most {_f(pg['action_offset_anchored'], 0)} px from the agent (its true position), the others "
+           "with absolute targets, whose untrained policy aims at the middle of the workspace, where the goal is. "
+           "FoG's row is the table above's: it never sees a real step.\n"]
     sched = pg["eval_schedule"]
     picks = sorted({0, len(sched) // 2, len(sched) - 1})
     out.append("| algorithm | env steps counted | gym-pusht dense return at " + " / ".join(f"{sched[i]:,}" for i in picks)
@@ -66,9 +68,10 @@ def _ppo_ground_truth_section() -> list[str]:
     for algo in (k for k in pg if k.startswith("ppo_truth_")):
         s = pg[algo]
         reach = s.get("real_steps_to_fog_final")
-        reach_text = "n/a" if reach is None else (f"{reach:,.0f}" if np.isfinite(reach) else
-                                                   f"not within {pg['steps_per_run']:,}")
-        out.append(f"| PPO in gym-pusht, {algo.removeprefix('ppo_truth_')} | real | "
+        reach_text = ("n/a" if reach is None else "0 (its untrained policy scores higher)" if reach == 0 else
+                      f"{reach:,.0f}" if np.isfinite(reach) else f"not within {pg['steps_per_run']:,}")
+        obs, _, anchored = algo.removeprefix("ppo_truth_").partition("_")
+        out.append(f"| PPO in gym-pusht, {obs}{', anchored' if anchored else ''} ({len(s['seeds'])} seeds) | real | "
                    + " / ".join(_f(s["gym_pusht_return"][i], 1) for i in picks)
                    + f" | {_f(s['best'], 1)} | {reach_text} | {_f(s['wall_s_per_run'], 0)} |")
     if fog:

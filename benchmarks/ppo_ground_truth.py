@@ -8,11 +8,15 @@ episodes, actions in [-1, 1] over the workspace, :mod:`baselines.ground_truth`),
 world-model PPO runs (64 envs, RL-Zoo-like defaults, :mod:`baselines.ppo`) and one of two observations:
 
 * ``state``: the true state (agent xy, block xy, angle): privileged, and much easier than frames;
+* ``state_anchored``: the same with FoG's anchored actions (targets at most ``FoGConfig.action_offset`` from the
+  agent, here its true position), the action parameterisation of FoG and PPO-latent; the others, like PPO-pixels
+  in the world model, act with absolute targets (an untrained policy then aims at the middle of the workspace,
+  where the goal is);
 * ``pixels``: the 64 x 64 frames the world model draws, as PPO-pixels sees them in the world model.
 
 Every policy is evaluated the way the sample-efficiency benchmark evaluates in gym-pusht (deterministic, the
 same seeds 1000.., 300 steps) at the same env-step checkpoints. Each finished run is saved as
-``OUT/runs/ppo_truth_OBS_SEED.json`` with its settings; a rerun with the same settings reuses it.
+``OUT/runs/ppo_truth_VARIANT_SEED.json`` with its settings; a rerun with the same settings reuses it.
 
     python benchmarks/ppo_ground_truth.py --quick          # results in benchmarks/results/ppo_ground_truth/
     python benchmarks/ppo_ground_truth.py --smoke --out DIR  # seconds (test suite)
@@ -32,27 +36,38 @@ from pathlib import Path
 import numpy as np
 
 from sample_efficiency import PROFILES as SE_PROFILES  # a sibling script: benchmarks/ is on sys.path when run
-from sample_efficiency import _load_result, eval_schedule, mean_curve, steps_to_reach, write_curves
+from sample_efficiency import _load_result, algo_seeds, eval_schedule, mean_curve, steps_to_reach, write_curves
 
-PROFILES = {name: {**SE_PROFILES[name], "obs_types": ["state"] if name == "smoke" else ["state", "pixels"]}
-            for name in ("smoke", "quick")}
+PROFILES = {name: {**SE_PROFILES[name], "variants": ["state", "state_anchored"] if name == "smoke"
+                   else ["state", "state_anchored", "pixels"]} for name in ("smoke", "quick")}
 PROFILES["quick"]["seeds"] = [0, 1, 2, 3]
+
+
+def variant_settings(variant: str) -> tuple[str, float]:
+    """(obs_type, action_offset) of a variant: ``state``, ``pixels``, or either with ``_anchored``."""
+    from fog_trainer import FoGConfig
+
+    obs_type, _, anchored = variant.partition("_")
+    if obs_type not in ("state", "pixels") or anchored not in ("", "anchored"):
+        raise SystemExit(f"unknown variant {variant!r}: state, pixels, state_anchored or pixels_anchored")
+    return obs_type, FoGConfig.action_offset if anchored else 0.0
 GT_SEED0 = 1000  # the gym-pusht evaluation seeds of the sample-efficiency benchmark
 TRAIN_SEED0 = 100_000  # training starts are drawn from other seeds than the evaluation's
 
 
-def run(obs_type: str, seed: int, prof: dict, runs_dir: Path, smoke: bool) -> dict:
+def run(variant: str, seed: int, prof: dict, runs_dir: Path, smoke: bool) -> dict:
     from stable_baselines3.common.callbacks import BaseCallback
 
     from baselines import PPOArgs, PPOTruthPolicy, train_ppo
     from fog_trainer.evaluate import evaluate_in_ground_truth
 
+    obs_type, action_offset = variant_settings(variant)
     schedule = eval_schedule(prof["steps"], prof["eval_first"], prof["eval_points"])
     rows: list[tuple[int, dict]] = []
 
     def evaluate(steps: int, model) -> None:
-        gt = evaluate_in_ground_truth(PPOTruthPolicy(model, obs_type), seeds=range(GT_SEED0, GT_SEED0 + prof["gt_seeds"]),
-                                      max_steps=prof["gt_steps"])
+        gt = evaluate_in_ground_truth(PPOTruthPolicy(model, obs_type, action_offset=action_offset),
+                                      seeds=range(GT_SEED0, GT_SEED0 + prof["gt_seeds"]), max_steps=prof["gt_steps"])
         rows.append((int(steps), {k: v for k, v in gt.items() if not isinstance(v, list)}))
 
     class _Eval(BaseCallback):  # evaluate once each time training passes the next point of the schedule
@@ -67,13 +82,14 @@ def run(obs_type: str, seed: int, prof: dict, runs_dir: Path, smoke: bool) -> di
                 evaluate(self.num_timesteps, self.model)
             return True
 
-    a = PPOArgs(env="gym-pusht", obs_type=obs_type, reward_type="dense", total_timesteps=prof["steps"],
+    a = PPOArgs(env="gym-pusht", obs_type=obs_type, action_offset=action_offset, reward_type="dense",
+                total_timesteps=prof["steps"],
                 num_envs=prof["num_envs"], n_steps=16 if smoke else 32, batch_size=64 if smoke else 512,
                 n_epochs=2 if smoke else 10, seed=TRAIN_SEED0 + seed, out=str(runs_dir), progress_bar=not smoke,
-                run_name=f"ppo_truth_{obs_type}_{seed}")
+                run_name=f"ppo_truth_{variant}_{seed}")
     t0 = time.time()
     model, train_rows, _ = train_ppo(a, callback=_Eval())
-    if rows[-1][0] < model.num_timesteps:  # the final policy, if the last point was not reached
+    if rows[-1][0] < prof["steps"]:  # the final policy, if the last point was not reached
         evaluate(model.num_timesteps, model)
     return {"rows": [r for r in train_rows if r[4] >= prof["num_envs"]], "gt_rows": rows, "wall_s": time.time() - t0}
 
@@ -98,7 +114,9 @@ def main() -> None:
     for name in PROFILES:
         g.add_argument(f"--{name}", action="store_true", help=f"profile {PROFILES[name]}")
     p.add_argument("--seeds", default=None, help="override the seeds, e.g. 0,1")
-    p.add_argument("--obs-types", default=None, help="override the observations, e.g. state")
+    p.add_argument("--variants", default=None, help="override the variants, e.g. state,pixels")
+    p.add_argument("--variant-seeds", action="append", default=[], metavar="VARIANT=SEEDS",
+                   help="other seeds for one variant, e.g. pixels=0,1 (repeatable)")
     p.add_argument("--fog-summary", default=str(Path(__file__).parent / "results" / "sample_efficiency_quick" /
                                                  "summary.json"),
                    help="sample-efficiency summary.json whose FoG gym-pusht returns are the reference")
@@ -108,8 +126,11 @@ def main() -> None:
     prof = dict(PROFILES[profile])
     if args.seeds:
         prof["seeds"] = sorted({int(s) for s in args.seeds.split(",")})
-    if args.obs_types:
-        prof["obs_types"] = args.obs_types.split(",")
+    if args.variants:
+        prof["variants"] = args.variants.split(",")
+    for variant in prof["variants"]:
+        variant_settings(variant)  # unknown names fail before anything runs
+    seeds_of = algo_seeds(prof["variants"], prof["seeds"], args.variant_seeds)
     out = Path(args.out or Path(__file__).parent / "results" / "ppo_ground_truth")
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -118,17 +139,19 @@ def main() -> None:
 
     keys = ("steps", "num_envs", "gt_seeds", "gt_steps", "eval_first", "eval_points")
     curves, gt_curves, wall = {}, {}, {}
-    for obs_type in prof["obs_types"]:
-        algo = f"ppo_truth_{obs_type}"
+    for variant in prof["variants"]:
+        algo = f"ppo_truth_{variant}"
+        obs_type, action_offset = variant_settings(variant)
         curves[algo], gt_curves[algo], wall[algo] = [], [], []
-        for seed in prof["seeds"]:
+        for seed in seeds_of[variant]:
             path = runs_dir / f"{algo}_{seed}.json"
-            settings = {"obs_type": obs_type, "seed": seed, "smoke": profile == "smoke", **{k: prof[k] for k in keys}}
+            settings = {"obs_type": obs_type, "seed": seed, "smoke": profile == "smoke", **{k: prof[k] for k in keys},
+                        **({"action_offset": action_offset} if action_offset else {})}
             result = _load_result(path)
             if result is not None and result.get("settings") == settings:
                 print(f"[{algo} seed {seed}] finished run reused from {path}", flush=True)
             else:
-                result = {"settings": settings, **run(obs_type, seed, prof, runs_dir, profile == "smoke")}
+                result = {"settings": settings, **run(variant, seed, prof, runs_dir, profile == "smoke")}
                 atomic_write_text(path, json.dumps(result, default=float))
             curves[algo].append(result["rows"])
             gt_curves[algo].append([(s, g["mean_return_dense"]) for s, g in result["gt_rows"]])
@@ -136,17 +159,19 @@ def main() -> None:
             print(f"[{algo} seed {seed}] {result['wall_s']:.0f}s, gym-pusht dense return "
                   f"{[(s, round(r, 1)) for s, r in gt_curves[algo][-1]]}", flush=True)
 
-    seeds_of = {algo: prof["seeds"] for algo in curves}
+    seeds_of = {f"ppo_truth_{v}": seeds for v, seeds in seeds_of.items()}
     write_curves(out / "curves.csv", "ep_rew_mean", curves, seeds_of)
     write_curves(out / "gym_pusht_curves.csv", "gym_pusht_return_dense", gt_curves, seeds_of)
     points = np.array(eval_schedule(prof["steps"], prof["eval_first"], prof["eval_points"]), float)
     fog = fog_reference(Path(args.fog_summary)) if profile != "smoke" else None
     summary: dict = {"profile": profile, "steps_per_run": prof["steps"], "seeds": prof["seeds"],
+                     "seeds_per_variant": seeds_of, "action_offset_anchored": variant_settings("state_anchored")[1],
                      "num_envs": prof["num_envs"], "gt_seeds": prof["gt_seeds"], "gt_steps": prof["gt_steps"],
                      "eval_schedule": [int(x) for x in points], "fog_reference": fog}
     for algo in curves:
         m, sd = mean_curve(gt_curves[algo], points)
-        entry = {"gym_pusht_return": [float(x) for x in m], "gym_pusht_return_std": [float(x) for x in sd],
+        entry = {"seeds": seeds_of[algo], "gym_pusht_return": [float(x) for x in m],
+                 "gym_pusht_return_std": [float(x) for x in sd],
                  "first": float(m[0]), "final": float(m[-1]), "best": float(np.nanmax(m)),
                  "wall_s_per_run": float(np.mean(wall[algo]))}
         if fog is not None:
@@ -163,7 +188,8 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for algo in curves:
         m, sd = summary[algo]["gym_pusht_return"], summary[algo]["gym_pusht_return_std"]
-        ax.plot(points, m, marker="o", label=f"PPO in gym-pusht, {algo.rsplit('_', 1)[1]} ({len(prof['seeds'])} seeds)")
+        ax.plot(points, m, marker="o",
+                label=f"PPO in gym-pusht, {algo.removeprefix('ppo_truth_')} ({len(seeds_of[algo])} seeds)")
         ax.fill_between(points, np.subtract(m, sd), np.add(m, sd), alpha=0.2)
     if fog is not None:
         ax.plot(fog["steps"], fog["gym_pusht_return"], marker="s", color="k",

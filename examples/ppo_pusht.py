@@ -31,8 +31,8 @@ def main(argv=None) -> int:
     p.add_argument("--obs-type", default="latent", choices=["latent", "pixels", "state"],
                    help="WM-PushT-v0: latent or pixels; gym-pusht: state or pixels")
     p.add_argument("--action-offset", type=float, default=None,
-                   help="anchored actions at most this far from the agent (latent only; default: FoG's, "
-                        f"{FoGConfig.action_offset:g} px, for latent; 0 = absolute targets otherwise)")
+                   help="anchored actions at most this far from the agent (WM-PushT-v0: latent only; default: "
+                        f"FoG's, {FoGConfig.action_offset:g} px, for latent; 0 = absolute targets otherwise)")
     p.add_argument("--total-timesteps", type=int, default=100_000)
     p.add_argument("--eval-seeds", type=int, default=20, help="ground-truth gym-pusht episodes to evaluate")
     p.add_argument("--device", default="cpu")
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     from fog_trainer.evaluate import evaluate_in_ground_truth
 
     if a.env == "gym-pusht":
-        policy, image_size = PPOTruthPolicy(model, a.obs_type), 64
+        policy, image_size = PPOTruthPolicy(model, a.obs_type, action_offset=a.action_offset), 64
     else:
         policy = PPOFramePolicy(model, a.obs_type, checkpoint=a.checkpoint, device=a.device, action_offset=a.action_offset)
         image_size = policy.wm.task.image_size

@@ -137,7 +137,26 @@ def test_ppo_trains_on_gym_pusht_and_its_policy_is_evaluated_there(tmp_path):
 
 @pytest.mark.parametrize("env,obs_type,offset,match", [
     ("gym-pusht", "latent", 0.0, "obs_type"), ("WM-PushT-v0", "state", 0.0, "obs_type"),
-    ("gym-pusht", "state", 30.0, "action_offset"), ("PushT-v9", "state", 0.0, "env must be")])
+    ("WM-PushT-v0", "pixels", 30.0, "action_offset"), ("PushT-v9", "state", 0.0, "env must be")])
 def test_ppo_rejects_an_env_and_observation_that_do_not_go_together(env, obs_type, offset, match, tmp_path):
     with pytest.raises(ValueError, match=match):
         train_ppo(PPOArgs(env=env, obs_type=obs_type, action_offset=offset, out=str(tmp_path), progress_bar=False))
+
+
+def test_truth_env_anchored_actions_offset_the_true_agent_position():
+    from baselines import PushTTruthEnv
+    from baselines.ground_truth import truth_action
+    from wm_gym.pusht import TaskSpec
+
+    task = TaskSpec()
+    state = np.array([500.0, 100.0, 0, 0, 0])
+    np.testing.assert_allclose(truth_action(np.array([1.0, -0.5]), state, task, 48.0), [512.0, 76.0])  # clipped
+    np.testing.assert_allclose(truth_action(np.array([3.0, 0.0]), state, task), [512.0, 256.0])  # absolute
+    env = PushTTruthEnv("state", action_offset=48.0)
+    _, info = env.reset(seed=0)
+    start = info["state"][:2]
+    for _ in range(3):  # holding still: the target is the agent itself
+        _, _, _, _, info = env.step(np.zeros(2, np.float32))
+    assert np.linalg.norm(info["state"][:2] - start) < 1.0
+    with pytest.raises(ValueError, match="action_offset"):
+        PushTTruthEnv("state", action_offset=-1.0)

@@ -120,11 +120,13 @@ def test_ppo_ground_truth_smoke(tmp_path):
     # PPO trained on the real gym-pusht, scored there at every point of the sample-efficiency schedule
     _run(["benchmarks/ppo_ground_truth.py", "--smoke", "--out", str(tmp_path)])
     summary = json.loads((tmp_path / "summary.json").read_text())
-    entry = summary["ppo_truth_state"]
-    assert len(entry["gym_pusht_return"]) == len(summary["eval_schedule"]) and summary["eval_schedule"][0] == 0
-    assert all(np.isfinite(entry["gym_pusht_return"])) and (tmp_path / "curves.png").exists()
+    for variant in ("state", "state_anchored"):
+        entry = summary["ppo_truth_" + variant]
+        assert len(entry["gym_pusht_return"]) == len(summary["eval_schedule"]) and summary["eval_schedule"][0] == 0
+        assert all(np.isfinite(entry["gym_pusht_return"]))
+    assert (tmp_path / "curves.png").exists()
     again = _run(["benchmarks/ppo_ground_truth.py", "--smoke", "--out", str(tmp_path)])
-    assert again.count("finished run reused") == 1
+    assert again.count("finished run reused") == 2
 
 
 def test_sample_efficiency_ratio_interpolates_between_checkpoints():
