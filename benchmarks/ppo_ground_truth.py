@@ -104,7 +104,9 @@ def fog_reference(path: Path) -> dict | None:
         return None
     points = [(p["env_steps"], p["mean_return_dense"]) for p in fog["ground_truth_at"]]
     points.append((s["steps_per_run"], fog["ground_truth"]["mean_return_dense"]))
-    return {"summary": str(path), "seeds": s["seeds_per_algo"]["fog"], "steps": [p[0] for p in points],
+    root = Path(__file__).resolve().parent.parent
+    shown = path.resolve().relative_to(root) if path.resolve().is_relative_to(root) else path
+    return {"summary": str(shown), "seeds": s["seeds_per_algo"]["fog"], "steps": [p[0] for p in points],
             "gym_pusht_return": [p[1] for p in points]}
 
 
