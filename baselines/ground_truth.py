@@ -84,6 +84,8 @@ class PushTTruthEnv(gym.Env):
         return self._obs(obs, info), info
 
     def step(self, action):
+        if not hasattr(self, "_state"):
+            raise RuntimeError("PushTTruthEnv.step() before reset(): call env.reset(seed=...) first")
         action = np.asarray(action, dtype=np.float64).reshape(-1)
         if action.shape != (self.task.action_dim,) or not np.all(np.isfinite(action)):
             raise ValueError(f"action must be {self.task.action_dim} finite numbers in [-1, 1], got {action!r}")

@@ -94,6 +94,8 @@ def test_truth_env_passes_gymnasium_and_sb3_checkers_and_pays_the_chosen_label(o
     from baselines import PushTTruthEnv
 
     env = PushTTruthEnv(obs_type, reward_type="push", max_episode_steps=4)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.zeros(2, np.float32))
     check_env(env, skip_render_check=True)
     sb3_check_env(env)
     obs, start = env.reset(seed=3)
