@@ -48,7 +48,7 @@ for s in $stages; do
          wm-gym eval-fidelity --model $CKPT --probe "$PROBE" --data runs/fog_example_data --out $R/fidelity_fog_policy \
            --starts-per-episode 8 --video-rollouts 0 --progress false ;;
     efficiency) python benchmarks/sample_efficiency.py --quick --seeds 0,1,2,3    # the README's 4 seeds
-                python benchmarks/ppo_ground_truth.py --quick --variant-seeds pixels=0,1  # reads FoG's gym-pusht returns
+                python benchmarks/ppo_ground_truth.py --quick    # reads FoG's gym-pusht returns
                 python benchmarks/reference_policies.py --json $R/reference_policies.json ;;
     readme) python benchmarks/make_readme.py ;;
     *) echo "unknown stage $s"; exit 2 ;;
