@@ -116,9 +116,6 @@ class PPOTruthPolicy(GroundTruthPolicy):
         self.model, self.obs_type, self.deterministic = model, obs_type, deterministic
         self.task, self.action_offset = TaskSpec(), float(action_offset)
 
-    def reset(self, seed: int | None = None) -> None:
-        pass
-
     def act(self, frame: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         obs = state_observation(info["state"]) if self.obs_type == "state" else frame
         a, _ = self.model.predict(obs, deterministic=self.deterministic)

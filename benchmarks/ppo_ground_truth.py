@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from sample_efficiency import PROFILES as SE_PROFILES  # a sibling script: benchmarks/ is on sys.path when run
-from sample_efficiency import _load_result, algo_seeds, eval_schedule, mean_curve, steps_to_reach, write_curves
+from sample_efficiency import (ScheduledEval, _load_result, algo_seeds, eval_schedule, ground_truth_summary, mean_curve,
+                               steps_to_reach, write_curves)
 
 PROFILES = {name: {**SE_PROFILES[name], "variants": ["state", "state_anchored"] if name == "smoke"
                    else ["state", "state_anchored", "pixels"]} for name in ("smoke", "quick")}
@@ -51,7 +52,8 @@ def variant_settings(variant: str) -> tuple[str, float]:
     if obs_type not in ("state", "pixels") or anchored not in ("", "anchored"):
         raise SystemExit(f"unknown variant {variant!r}: state, pixels, state_anchored or pixels_anchored")
     return obs_type, FoGConfig.action_offset if anchored else 0.0
-GT_SEED0 = 1000  # the gym-pusht evaluation seeds of the sample-efficiency benchmark
+
+
 TRAIN_SEED0 = 100_000  # training starts are drawn from other seeds than the evaluation's
 
 
@@ -59,27 +61,21 @@ def run(variant: str, seed: int, prof: dict, runs_dir: Path, smoke: bool) -> dic
     from stable_baselines3.common.callbacks import BaseCallback
 
     from baselines import PPOArgs, PPOTruthPolicy, train_ppo
-    from fog_trainer.evaluate import evaluate_in_ground_truth
 
     obs_type, action_offset = variant_settings(variant)
     schedule = eval_schedule(prof["steps"], prof["eval_first"], prof["eval_points"])
-    rows: list[tuple[int, dict]] = []
+    # gym-pusht only, at every point of the schedule
+    evaluate = ScheduledEval(None, schedule, lambda policy: ground_truth_summary(policy, prof), gt_at=tuple(schedule))
 
-    def evaluate(steps: int, model) -> None:
-        gt = evaluate_in_ground_truth(PPOTruthPolicy(model, obs_type, action_offset=action_offset),
-                                      seeds=range(GT_SEED0, GT_SEED0 + prof["gt_seeds"]), max_steps=prof["gt_steps"])
-        rows.append((int(steps), {k: v for k, v in gt.items() if not isinstance(v, list)}))
+    class _Eval(BaseCallback):
+        def _init_callback(self) -> None:
+            self.policy = PPOTruthPolicy(self.model, obs_type, action_offset=action_offset)
 
-    class _Eval(BaseCallback):  # evaluate once each time training passes the next point of the schedule
         def _on_training_start(self) -> None:
-            schedule.pop(0)
-            evaluate(0, self.model)
+            evaluate(0, None, self.policy)
 
         def _on_step(self) -> bool:
-            if schedule and self.num_timesteps >= schedule[0]:
-                while schedule and self.num_timesteps >= schedule[0]:
-                    schedule.pop(0)
-                evaluate(self.num_timesteps, self.model)
+            evaluate(self.num_timesteps, None, self.policy)
             return True
 
     a = PPOArgs(env="gym-pusht", obs_type=obs_type, action_offset=action_offset, reward_type="dense",
@@ -88,10 +84,9 @@ def run(variant: str, seed: int, prof: dict, runs_dir: Path, smoke: bool) -> dic
                 n_epochs=2 if smoke else 10, seed=TRAIN_SEED0 + seed, out=str(runs_dir), progress_bar=not smoke,
                 run_name=f"ppo_truth_{variant}_{seed}")
     t0 = time.time()
-    model, train_rows, _ = train_ppo(a, callback=_Eval())
-    if rows[-1][0] < prof["steps"]:  # the final policy, if the last point was not reached
-        evaluate(model.num_timesteps, model)
-    return {"rows": [r for r in train_rows if r[4] >= prof["num_envs"]], "gt_rows": rows, "wall_s": time.time() - t0}
+    _, train_rows, _ = train_ppo(a, callback=_Eval())  # SB3 calls _on_step at every step, the last one included
+    return {"rows": [r for r in train_rows if r[4] >= prof["num_envs"]], "gt_rows": evaluate.gt_rows,
+            "wall_s": time.time() - t0}
 
 
 def fog_reference(path: Path) -> dict | None:

@@ -58,6 +58,7 @@ PROFILES = {
 # PPO keeps its RL-Zoo-like settings (baselines/ppo.py).
 OBS_TYPE = {"fog": "latent", "ppo_latent": "latent", "ppo_pixels": "pixels"}  # what each algorithm acts on
 EVAL_SEED = 20_000  # start states and diffusion noise of every evaluation (training uses the run's seed)
+GT_SEED0 = 1000  # the first of the gym-pusht seeds every policy is scored on
 
 
 def eval_schedule(total: int, first: int, points: int) -> list[int]:
@@ -66,10 +67,21 @@ def eval_schedule(total: int, first: int, points: int) -> list[int]:
     return [0] + sorted({int(round(x)) for x in grid})
 
 
+def ground_truth_summary(policy, prof: dict, image_size: int = 64) -> dict:
+    """The policy in gym-pusht: one deterministic episode of ``prof["gt_steps"]`` steps from each of the seeds
+    ``GT_SEED0, GT_SEED0 + 1, ...`` (``prof["gt_seeds"]`` of them); the means of
+    :func:`fog_trainer.evaluate.evaluate_in_ground_truth`, without its per-seed lists."""
+    from fog_trainer.evaluate import evaluate_in_ground_truth
+
+    gt = evaluate_in_ground_truth(policy, seeds=range(GT_SEED0, GT_SEED0 + prof["gt_seeds"]),
+                                  max_steps=prof["gt_steps"], image_size=image_size)
+    return {k: v for k, v in gt.items() if not isinstance(v, (list, tuple))}
+
+
 class ScheduledEval:
     """Evaluates a policy whenever training has passed the next point of the schedule (once per crossing,
-    recorded at the actual step count); ``rows`` = [(env_steps, mean eval return)]. At the points in
-    ``gt_at`` the frame-acting policy is also run in gym-pusht by ``ground_truth(policy) -> dict``;
+    recorded at the actual step count); ``rows`` = [(env_steps, mean eval return)] (none with ``evaluator=None``).
+    At the points in ``gt_at`` the frame-acting policy is also run in gym-pusht by ``ground_truth(policy) -> dict``;
     ``gt_rows`` = [(env_steps, that dict)]."""
 
     def __init__(self, evaluator, schedule: list[int], ground_truth=None, gt_at: tuple[int, ...] = ()):
@@ -81,7 +93,8 @@ class ScheduledEval:
             passed = []
             while self.pending and num_timesteps >= self.pending[0]:
                 passed.append(self.pending.pop(0))
-            self.rows.append((int(num_timesteps), self.evaluator(act)["mean_return"]))
+            if self.evaluator is not None:
+                self.rows.append((int(num_timesteps), self.evaluator(act)["mean_return"]))
             if self.ground_truth is not None and self.gt_at.intersection(passed):
                 self.gt_rows.append((int(num_timesteps), self.ground_truth(policy)))
 
@@ -268,7 +281,7 @@ def main() -> None:
     runs_dir.mkdir(exist_ok=True)
 
     from fog_trainer import FoGConfig
-    from fog_trainer.evaluate import WorldModelEvaluator, evaluate_in_ground_truth
+    from fog_trainer.evaluate import WorldModelEvaluator
     from wm_gym.io import atomic_write_text
     from wm_gym.envs import WorldModel
 
@@ -288,9 +301,7 @@ def main() -> None:
     checkpoint_sha256 = checkpoint_fingerprint(args.checkpoint)  # once: every saved run is checked against it
 
     def ground_truth(policy) -> dict:
-        gt = evaluate_in_ground_truth(policy, seeds=range(1000, 1000 + prof["gt_seeds"]), max_steps=prof["gt_steps"],
-                                      image_size=image_size)
-        return {k: v for k, v in gt.items() if not isinstance(v, (list, tuple))}
+        return ground_truth_summary(policy, prof, image_size)
 
     algos = prof["algos"]
     curves: dict[str, list] = {a: [] for a in algos}
