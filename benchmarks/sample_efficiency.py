@@ -165,8 +165,9 @@ def run_ppo(seed, prof, args, out, obs_type, evaluate: ScheduledEval):
     t0 = time.time()
     model, rows, _ = train_ppo(a, callback=_Eval())
     rows = [r for r in rows if r[4] >= prof["num_envs"]]
+    # SB3 calls _on_step at the last step too, and PPO rounds the budget up to whole rollouts, so the schedule's
+    # last point (the budget) has been evaluated by now
     policy = PPOFramePolicy(model, obs_type, checkpoint=args.checkpoint, device=args.device, action_offset=offset)
-    evaluate(model.num_timesteps, policy.act_obs, policy)  # the final policy, if the last point was not reached
     return rows, policy, time.time() - t0
 
 

@@ -179,9 +179,8 @@ class FoGTrainer:
     # -- 1. rollout: global forward values, surrogate derivatives ---------------------------------------
     def _rollout(self) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, float]]:
         cfg, N, H = self.config, self.num_envs, self.config.horizon
-        scale = self._reward_scale().detach()  # frozen for this update
         z = self.z
-        ret = torch.zeros(N, device=self.device)  # discounted (normalised reward + entropy) per segment
+        ret = torch.zeros(N, device=self.device)  # discounted (reward + entropy bonus) per segment, env units
         disc = torch.ones(N, device=self.device)  # gamma^k since the segment start
         reward_loss = critic_loss = torch.zeros((), device=self.device)
         buf = collections.defaultdict(list)
@@ -196,12 +195,12 @@ class FoGTrainer:
             done = term | step.truncated.to(self.device).bool()
             self._track(step.reward.detach().to(self.device), done)
 
-            r = (rew - cfg.alpha * log_prob) / scale  # entropy bonus in reward units, then one positive rescale
+            r = rew - cfg.alpha * log_prob  # entropy bonus in reward units
             ret = ret + disc * r
             disc = disc * cfg.gamma
             end = done if t < H - 1 else torch.ones_like(done)
             if end.any():
-                value = self.target_critic(self._norm(next_z)) * (~term)
+                value = self.target_critic(self._norm(next_z)) * (~term)  # in normalised reward units
                 reward_loss = reward_loss - torch.where(end, ret, 0.0).sum()
                 critic_loss = critic_loss - torch.where(end, disc * value, 0.0).sum()
                 ret = torch.where(done, 0.0, ret)
@@ -215,8 +214,14 @@ class FoGTrainer:
             buf["entropy"].append(-log_prob.detach())
             z = torch.where(done[:, None], step.latent.to(self.device), next_z)  # gradient cut at episode ends
         self.z = z.detach()
+        # one positive rescale of the rewards, from the return statistics *including this rollout's*: the first
+        # update would otherwise use the statistics' initial std of 1 and give the actor a gradient 10-50x any
+        # later one, which Adam (beta2 0.95) remembers for ~100 updates, slowing early learning
+        scale = self._reward_scale().detach()
+        buf = {k: torch.stack(v) for k, v in buf.items()}
+        buf["rew"] = buf["rew"] / scale
         stats = {"env_s": env_s, "reward_scale": float(scale)}
-        return reward_loss / (N * H), critic_loss / (N * H), {k: torch.stack(v) for k, v in buf.items()}, stats
+        return reward_loss / (scale * N * H), critic_loss / (N * H), buf, stats
 
     # -- 2. actor -------------------------------------------------------------------------------------
     def _actor_step(self, reward_loss: torch.Tensor, critic_loss: torch.Tensor) -> dict[str, float]:

@@ -293,6 +293,34 @@ def test_non_finite_gradient_is_skipped_and_counted(tmp_path):
     assert all(torch.isfinite(p).all() for p in trainer.actor.parameters())
 
 
+class ScaledRewardSurrogate(ToySurrogate):
+    """The toy model with its reward in other units (times ``scale``)."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = scale
+
+    def reward(self, z, a):
+        return self.scale * super().reward(z, a)
+
+
+def test_reward_units_do_not_change_training_from_the_first_update(tmp_path):
+    # the rewards are divided by the std of the discounted return, so their units must not matter; that needs
+    # the statistics to include the first rollout's returns before its update (their initial std of 1 would
+    # make the first gradient 100x larger in one unit than the other, and Adam remembers it)
+    actors = []
+    for scale in (1.0, 100.0):
+        torch.manual_seed(0)
+        surrogate = ScaledRewardSurrogate(scale=scale)
+        env = ToyVecEnv(num_envs=4, max_steps=6, surrogate=surrogate)
+        trainer = FoGTrainer(env, small_config(tmp_path / str(scale), alpha=0.0)).learn(160)
+        actors.append([p.detach().clone() for p in trainer.actor.parameters()])
+        scales = [h["reward_scale"] for h in trainer.history]
+    for p, q in zip(*actors):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    assert scales[0] > 1.0  # (100x units) from this rollout's returns, not the statistics' initial 1
+
+
 def test_critic_weight_zero_removes_the_critic_gradient(tmp_path):
     trainer = FoGTrainer(ToyVecEnv(), small_config(tmp_path, critic_weight=0.0, grad_split=True))
     logs = trainer.update()
