@@ -105,6 +105,18 @@ def test_sample_efficiency_smoke(tiny_checkpoint, tmp_path):
                   str(tmp_path)])
     assert again.count("finished run reused") == 2
     assert json.loads((tmp_path / "summary.json").read_text())["ratios"] == summary["ratios"]
+    # FoG's runs scored against saved PPO runs (here the same folder's) give the benchmark's own headline
+    _run(["benchmarks/compare_fog_runs.py", "--reference", str(tmp_path), "--fog", f"same={tmp_path}",
+          "--json", str(tmp_path / "compare.json")])
+    (same,) = json.loads((tmp_path / "compare.json").read_text())["fog"]
+
+    def close(a, b):  # the CSV keeps 5 decimals of each return
+        return a == b if isinstance(a, str) or isinstance(b, str) else a == pytest.approx(b, rel=1e-3, abs=1e-3)
+
+    for got, want in [(same["ratio"], summary["ratios"]["ppo_latent"]),
+                      *zip(same["ratios_per_seed"], summary["ratios_per_seed"]["ppo_latent"])]:
+        assert got.keys() == want.keys() and all(close(got[k], want[k]) for k in want), (got, want)
+    assert same["eval_return"] == pytest.approx(summary["fog"]["eval_return"], abs=1e-4)
 
 
 def test_sample_efficiency_smoke_ppo_pixels(tiny_checkpoint64, tmp_path):

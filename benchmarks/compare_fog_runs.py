@@ -1,0 +1,101 @@
+"""Score FoG runs of two `sample_efficiency.py` outputs against the same saved PPO runs.
+
+A change to FoG needs only FoG's runs again: this reads FoG's per-seed eval curves from each output folder
+(``eval_curves.csv`` and ``summary.json``, as `sample_efficiency.py` writes them, e.g. one made with
+``--algos fog``) and PPO's from the reference folder, checks that they were evaluated on the same schedule, and
+prints the benchmark's headline (:func:`sample_efficiency._ratio` on the seed-mean curves, and per seed) for each
+FoG, with its eval returns and gym-pusht returns, as a markdown table; ``--json`` writes the numbers too.
+
+    python benchmarks/compare_fog_runs.py --reference benchmarks/results/sample_efficiency_quick \\
+        --fog before=benchmarks/results/sample_efficiency_quick --fog after=benchmarks/results/sample_efficiency_reward_scale
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sample_efficiency import _ratio, mean_curve  # noqa: E402
+
+
+def read_eval_curves(folder: Path) -> dict[str, dict[int, list[tuple[int, float]]]]:
+    """{algo: {seed: [(env_steps, eval_return), ...]}} from a benchmark output's ``eval_curves.csv``."""
+    curves: dict = defaultdict(lambda: defaultdict(list))
+    with open(folder / "eval_curves.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            curves[row["algo"]][int(row["seed"])].append((int(row["env_steps"]), float(row["eval_return"])))
+    return curves
+
+
+def fog_scores(name: str, folder: Path, reference: Path, ppo_algo: str) -> dict:
+    summary, ref_summary = (json.loads((p / "summary.json").read_text()) for p in (folder, reference))
+    for key in ("eval_schedule", "eval_envs", "eval_steps", "steps_per_run", "reward_type"):
+        if summary[key] != ref_summary[key]:
+            raise SystemExit(f"{folder} and {reference} differ in {key} ({summary[key]} vs {ref_summary[key]}): "
+                             "their curves cannot be compared; run both with the same profile")
+    points = np.array(summary["eval_schedule"], float)
+    fog, ppo = read_eval_curves(folder)["fog"], read_eval_curves(reference)[ppo_algo]
+    if not fog:
+        raise SystemExit(f"{folder}/eval_curves.csv has no FoG runs")
+    seeds = sorted(fog)
+    missing = [s for s in seeds if s not in ppo]
+    if missing:
+        raise SystemExit(f"{reference} has no {ppo_algo} run for seeds {missing}")
+    fog_mean = mean_curve([fog[s] for s in seeds], points)[0]
+    ppo_mean = mean_curve([ppo[s] for s in seeds], points)[0]
+    per_seed = [{"seed": s, **_ratio(points, mean_curve([ppo[s]], points)[0], mean_curve([fog[s]], points)[0])}
+                for s in seeds]
+    gt = summary["fog"]["ground_truth_at"] + [{"env_steps": summary["steps_per_run"],
+                                                **summary["fog"]["ground_truth"]}]
+    return {"name": name, "folder": str(folder), "seeds": seeds, "fog_config": summary["fog_config"],
+            "eval_return": [float(x) for x in fog_mean], "ratio": _ratio(points, ppo_mean, fog_mean),
+            "ratios_per_seed": per_seed,
+            "gt_dense": [round(g["mean_return_dense"], 1) for g in gt], "gt_at": [g["env_steps"] for g in gt]}
+
+
+def fmt_ratio(r) -> str:
+    return f"{r:.1f}x" if isinstance(r, float) else str(r)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reference", type=Path, required=True, help="benchmark output with the PPO runs")
+    p.add_argument("--ppo", default="ppo_latent", help="which PPO of the reference")
+    p.add_argument("--fog", action="append", required=True, metavar="NAME=DIR", help="a FoG benchmark output")
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args(argv)
+    rows = []
+    for item in args.fog:
+        name, sep, folder = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--fog takes NAME=DIR, got {item!r}")
+        rows.append(fog_scores(name, Path(folder), args.reference, args.ppo))
+    r0 = rows[0]["ratio"]
+    schedule = json.loads((args.reference / "summary.json").read_text())["eval_schedule"]
+    print(f"FoG against {args.ppo} of `{args.reference}` (best {r0['ppo_best']:.2f} on the seed-mean curve, reached "
+          f"after {r0['ppo_steps']:,.0f} steps); eval at {', '.join(f'{s:,}' for s in schedule)} env steps.\n")
+    print("| FoG | seeds | eval return (seed mean) at each point | steps to PPO's best | ratio | sustained | "
+          "per seed | gym-pusht dense at " + " / ".join(f"{s:,}" for s in rows[0]["gt_at"]) + " |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        rr = r["ratio"]
+        print(f"| {r['name']} | {','.join(map(str, r['seeds']))} | {', '.join(f'{x:.1f}' for x in r['eval_return'])} | "
+              f"{rr['fog_steps']:,.0f} | {fmt_ratio(rr['ratio'])} | {fmt_ratio(rr['ratio_sustained'])} | "
+              f"{', '.join(fmt_ratio(s['ratio']) for s in r['ratios_per_seed'])} | "
+              f"{' / '.join(f'{g:.1f}' for g in r['gt_dense'])} |")
+    if args.json:
+        args.json.write_text(json.dumps({"reference": str(args.reference), "ppo": args.ppo, "fog": rows}, indent=2,
+                                        default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
