@@ -65,6 +65,32 @@ def fmt_ratio(r) -> str:
     return f"{r:.1f}x" if isinstance(r, float) else str(r)
 
 
+def report(reference: Path, fogs: list[tuple[str, Path]], ppo: str = "ppo_latent") -> dict:
+    """The numbers: ``{"reference", "ppo", "eval_schedule", "fog": [one :func:`fog_scores` per FoG output]}``."""
+    schedule = json.loads((reference / "summary.json").read_text())["eval_schedule"]
+    return {"reference": str(reference), "ppo": ppo, "eval_schedule": schedule,
+            "fog": [fog_scores(name, folder, reference, ppo) for name, folder in fogs]}
+
+
+def markdown(rep: dict) -> list[str]:
+    """A :func:`report` as a sentence and a markdown table (also what the README shows)."""
+    r0 = rep["fog"][0]["ratio"]
+    lines = [f"FoG against {rep['ppo']} of `{rep['reference']}` (best {r0['ppo_best']:.2f} on the seed-mean curve, "
+             f"reached after {r0['ppo_steps']:,.0f} steps); eval at "
+             f"{', '.join(f'{s:,}' for s in rep['eval_schedule'])} env steps.\n",
+             "| FoG | seeds | eval return (seed mean) at each point | steps to PPO's best | ratio | sustained | "
+             "per seed | gym-pusht dense at " + " / ".join(f"{s:,}" for s in rep["fog"][0]["gt_at"]) + " |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rep["fog"]:
+        rr = r["ratio"]
+        lines.append(f"| {r['name']} | {','.join(map(str, r['seeds']))} | "
+                     f"{', '.join(f'{x:.1f}' for x in r['eval_return'])} | {rr['fog_steps']:,.0f} | "
+                     f"{fmt_ratio(rr['ratio'])} | {fmt_ratio(rr['ratio_sustained'])} | "
+                     f"{', '.join(fmt_ratio(s['ratio']) for s in r['ratios_per_seed'])} | "
+                     f"{' / '.join(f'{g:.1f}' for g in r['gt_dense'])} |")
+    return lines
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reference", type=Path, required=True, help="benchmark output with the PPO runs")
@@ -72,28 +98,16 @@ def main(argv=None) -> int:
     p.add_argument("--fog", action="append", required=True, metavar="NAME=DIR", help="a FoG benchmark output")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
-    rows = []
+    fogs = []
     for item in args.fog:
         name, sep, folder = item.partition("=")
         if not sep:
             raise SystemExit(f"--fog takes NAME=DIR, got {item!r}")
-        rows.append(fog_scores(name, Path(folder), args.reference, args.ppo))
-    r0 = rows[0]["ratio"]
-    schedule = json.loads((args.reference / "summary.json").read_text())["eval_schedule"]
-    print(f"FoG against {args.ppo} of `{args.reference}` (best {r0['ppo_best']:.2f} on the seed-mean curve, reached "
-          f"after {r0['ppo_steps']:,.0f} steps); eval at {', '.join(f'{s:,}' for s in schedule)} env steps.\n")
-    print("| FoG | seeds | eval return (seed mean) at each point | steps to PPO's best | ratio | sustained | "
-          "per seed | gym-pusht dense at " + " / ".join(f"{s:,}" for s in rows[0]["gt_at"]) + " |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        rr = r["ratio"]
-        print(f"| {r['name']} | {','.join(map(str, r['seeds']))} | {', '.join(f'{x:.1f}' for x in r['eval_return'])} | "
-              f"{rr['fog_steps']:,.0f} | {fmt_ratio(rr['ratio'])} | {fmt_ratio(rr['ratio_sustained'])} | "
-              f"{', '.join(fmt_ratio(s['ratio']) for s in r['ratios_per_seed'])} | "
-              f"{' / '.join(f'{g:.1f}' for g in r['gt_dense'])} |")
+        fogs.append((name, Path(folder)))
+    rep = report(args.reference, fogs, args.ppo)
+    print("\n".join(markdown(rep)))
     if args.json:
-        args.json.write_text(json.dumps({"reference": str(args.reference), "ppo": args.ppo, "fog": rows}, indent=2,
-                                        default=float))
+        args.json.write_text(json.dumps(rep, indent=2, default=float))
     return 0
 
 

@@ -45,6 +45,22 @@ def _ratio_text(ratio, short: bool = False) -> str:
     return f"{ratio:.1f}x"
 
 
+def _fog_reward_scale_section() -> list[str]:
+    """FoG before and after the reward-scale fix against the same saved PPO runs (``benchmarks/compare_fog_runs.py``)."""
+    rep = _load("sample_efficiency_reward_scale/compare.json")
+    if not rep:
+        return []
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from compare_fog_runs import markdown
+
+    return ["\n#### FoG since session 30's reward-scale fix, against the same PPO runs (`benchmarks/compare_fog_runs.py`)\n",
+            "The table above was made before FoG divided its first update's rewards by a real return statistic "
+            "(the first update used a scale of 1, and its gradient, 10-50x any later one, stayed in Adam's second "
+            "moment for ~100 updates). `before` is that table's FoG, `after` the same benchmark's FoG runs made again "
+            "with the fix (`benchmarks/results/sample_efficiency_reward_scale/`), both scored against the PPO runs above. "
+            + "".join(markdown(rep)[:1]), *markdown(rep)[1:]]
+
+
 def _ppo_ground_truth_section() -> list[str]:
     """PPO trained on the real gym-pusht, against FoG's gym-pusht scores (``benchmarks/ppo_ground_truth.py``)."""
     pg = _load("ppo_ground_truth/summary.json")
@@ -159,6 +175,7 @@ def section() -> str:
         out.append("\n![learning curves](benchmarks/results/sample_efficiency_quick/curves.png)")
     else:
         out.append("not run yet (or run by an older version of the script: rerun it)")
+    out.extend(_fog_reward_scale_section())
 
     out.extend(_ppo_ground_truth_section())
 

@@ -26,7 +26,7 @@ class FoGConfig:
     lam: float = arg(0.95, "TD(lambda) parameter of the critic targets")
     alpha: float = arg(0.01, "entropy bonus weight (per step, in the env's reward units)")
     critic_weight: float = arg(1.0, "weight of the bootstrap gamma^H V(z_H) in the actor loss (0 drops it)")
-    reward_norm: bool = arg(True, "divide rewards by the running std of the discounted return")
+    reward_norm: bool = arg(True, "divide rewards by the running std of the discounted return (this rollout's included)")
     value_norm: bool = arg(True, "critic predicts normalised values (PopArt-preserving running target stats)")
     obs_norm: bool = arg(True, "normalise the latent with running mean/std before actor and critic")
     # -- networks and optimisation ----------------------------------------------------------------

@@ -6,8 +6,8 @@ One update, for N envs and a horizon H (SHAC, Xu et al. ICLR 2022; DMO, CoRL 202
    :func:`fog_step` ties each step into a graph whose values are global and whose derivatives are
    the surrogate's Jacobians;
 2. actor: minimise ``-(1/NH) sum_segments [sum_t gamma^t (r_t - alpha log pi_t) / sigma
-   + critic_weight gamma^k V'(z_end)]`` with sigma the running std of the discounted return
-   (``reward_norm``) and V' the target critic; per episode segment: bootstrap zeroed on termination,
+   + critic_weight gamma^k V'(z_end)]`` with sigma the running std of the discounted return, this
+   rollout's included (``reward_norm``), and V' the target critic; per episode segment: bootstrap zeroed on termination,
    kept on truncation via ``final_latent``, gradient cut at every episode end. Gradient norm
    clipped, non-finite gradients skipped and counted;
 3. critic: TD(lambda) targets from the same rollout, ``critic_iters`` passes of minibatches;
