@@ -41,6 +41,16 @@ def test_fog_ascent_smoke(tiny_checkpoint, tmp_path):
     assert all(abs(c) <= 1 + 1e-6 for c in res["cosines"].values()) and len(res["steps"]) == 16
 
 
+def test_fog_first_updates_smoke(tiny_checkpoint, tmp_path):
+    _run(["benchmarks/fog_first_updates.py", "--updates", "2", "--num-envs", "2", "--checkpoint", str(tiny_checkpoint),
+          "--json", str(tmp_path / "f.json")])
+    rows = json.loads((tmp_path / "f.json").read_text())["rows"]
+    assert [r["update"] for r in rows] == [0, 1]
+    # the first update's rewards are scaled by a statistic of its own returns, not the initial 1
+    assert all(np.isfinite(list(r.values())).all() for r in rows) and rows[0]["reward_scale"] != 1.0
+    assert 0 < rows[0]["adam_step"] <= 1.0 + 1e-6  # Adam's first step is lr per parameter, at most
+
+
 def test_gradient_fidelity_smoke():
     # toy differentiable global model: the finite-difference reference must equal autograd (the script exits
     # non-zero otherwise), and every comparison of the table is printed
