@@ -55,8 +55,8 @@ def _fog_reward_scale_section() -> list[str]:
 
     return ["\n#### FoG since session 30's reward-scale fix, against the same PPO runs (`benchmarks/compare_fog_runs.py`)\n",
             "The table above was made before FoG divided its first update's rewards by a real return statistic "
-            "(the first update used a scale of 1, and its gradient, 10-50x any later one, stayed in Adam's second "
-            "moment for ~100 updates). `before` is that table's FoG, `after` the same benchmark's FoG runs made again "
+            "(the first update used a scale of 1; its actor gradient, 0.68 where later ones are 0.002-0.31, kept Adam's "
+            "steps small for tens of updates). `before` is that table's FoG, `after` the same benchmark's FoG runs made again "
             "with the fix (`benchmarks/results/sample_efficiency_reward_scale/`), both scored against the PPO runs above. "
             + "".join(markdown(rep)[:1]), *markdown(rep)[1:]]
 
@@ -306,7 +306,8 @@ def section() -> str:
         ("fidelity_bfloat16/fidelity.md", "The same with the global model in bfloat16 (`wm-gym eval-fidelity "
          "--precision bfloat16`; the env's `precision` argument)"),
         ("fidelity_fog_policy/fidelity.md", "The same, on episodes of the example's FoG policy (sampled actions) in "
-         "gym-pusht: where the policy acts (`wm-gym collect --policy`, run_all's fog stage)"),
+         "gym-pusht: where the policy acts (`wm-gym collect --policy`, run_all's fog stage; made in session 27 with the "
+         "example's policy of then, before session 30's FoG fix; this stage's last two commands need the state probe)"),
         ("gradient_fidelity.md", "Surrogate gradient fidelity (`benchmarks/gradient_fidelity.py`)"),
         ("jacobian_speed.md", "Surrogate Jacobians (`benchmarks/jacobian_speed.py`)"),
         ("omp_wait.md", "OpenMP wait policy and torch threads, free and busy CPU (`benchmarks/omp_wait.py`)"),
