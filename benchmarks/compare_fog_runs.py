@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sample_efficiency import _ratio, mean_curve  # noqa: E402
+from sample_efficiency import _ratio, ground_truth_points, mean_curve  # noqa: E402
 
 
 def read_eval_curves(folder: Path) -> dict[str, dict[int, list[tuple[int, float]]]]:
@@ -35,30 +35,30 @@ def read_eval_curves(folder: Path) -> dict[str, dict[int, list[tuple[int, float]
     return curves
 
 
-def fog_scores(name: str, folder: Path, reference: Path, ppo_algo: str) -> dict:
-    summary, ref_summary = (json.loads((p / "summary.json").read_text()) for p in (folder, reference))
+def fog_scores(name: str, folder: Path, ref_summary: dict, ppo: dict[int, list], reference: Path) -> dict:
+    """One FoG output's headline against the reference's PPO runs ``ppo`` ({seed: eval rows})."""
+    summary = json.loads((folder / "summary.json").read_text())
     for key in ("eval_schedule", "eval_envs", "eval_steps", "steps_per_run", "reward_type"):
         if summary[key] != ref_summary[key]:
             raise SystemExit(f"{folder} and {reference} differ in {key} ({summary[key]} vs {ref_summary[key]}): "
                              "their curves cannot be compared; run both with the same profile")
     points = np.array(summary["eval_schedule"], float)
-    fog, ppo = read_eval_curves(folder)["fog"], read_eval_curves(reference)[ppo_algo]
+    fog = read_eval_curves(folder)["fog"]
     if not fog:
         raise SystemExit(f"{folder}/eval_curves.csv has no FoG runs")
     seeds = sorted(fog)
     missing = [s for s in seeds if s not in ppo]
     if missing:
-        raise SystemExit(f"{reference} has no {ppo_algo} run for seeds {missing}")
+        raise SystemExit(f"{reference} has no PPO run for seeds {missing}")
     fog_mean = mean_curve([fog[s] for s in seeds], points)[0]
     ppo_mean = mean_curve([ppo[s] for s in seeds], points)[0]
     per_seed = [{"seed": s, **_ratio(points, mean_curve([ppo[s]], points)[0], mean_curve([fog[s]], points)[0])}
                 for s in seeds]
-    gt = summary["fog"]["ground_truth_at"] + [{"env_steps": summary["steps_per_run"],
-                                                **summary["fog"]["ground_truth"]}]
+    gt = ground_truth_points(summary, "fog")
     return {"name": name, "folder": str(folder), "seeds": seeds, "fog_config": summary["fog_config"],
             "eval_return": [float(x) for x in fog_mean], "ratio": _ratio(points, ppo_mean, fog_mean),
             "ratios_per_seed": per_seed,
-            "gt_dense": [round(g["mean_return_dense"], 1) for g in gt], "gt_at": [g["env_steps"] for g in gt]}
+            "gt_dense": [round(r, 1) for _, r in gt], "gt_at": [steps for steps, _ in gt]}
 
 
 def fmt_ratio(r) -> str:
@@ -67,9 +67,12 @@ def fmt_ratio(r) -> str:
 
 def report(reference: Path, fogs: list[tuple[str, Path]], ppo: str = "ppo_latent") -> dict:
     """The numbers: ``{"reference", "ppo", "eval_schedule", "fog": [one :func:`fog_scores` per FoG output]}``."""
-    schedule = json.loads((reference / "summary.json").read_text())["eval_schedule"]
-    return {"reference": str(reference), "ppo": ppo, "eval_schedule": schedule,
-            "fog": [fog_scores(name, folder, reference, ppo) for name, folder in fogs]}
+    ref_summary = json.loads((reference / "summary.json").read_text())
+    ppo_runs = read_eval_curves(reference)[ppo]
+    if not ppo_runs:
+        raise SystemExit(f"{reference}/eval_curves.csv has no {ppo} runs")
+    return {"reference": str(reference), "ppo": ppo, "eval_schedule": ref_summary["eval_schedule"],
+            "fog": [fog_scores(name, folder, ref_summary, ppo_runs, reference) for name, folder in fogs]}
 
 
 def markdown(rep: dict) -> list[str]:

@@ -53,12 +53,13 @@ def _fog_reward_scale_section() -> list[str]:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from compare_fog_runs import markdown
 
+    intro, *table = markdown(rep)
     return ["\n#### FoG since session 30's reward-scale fix, against the same PPO runs (`benchmarks/compare_fog_runs.py`)\n",
             "The table above was made before FoG divided its first update's rewards by a real return statistic "
             "(the first update used a scale of 1; its actor gradient, 0.68 where later ones are 0.002-0.31, kept Adam's "
             "steps small for tens of updates). `before` is that table's FoG, `after` the same benchmark's FoG runs made again "
             "with the fix (`benchmarks/results/sample_efficiency_reward_scale/`), both scored against the PPO runs above. "
-            + "".join(markdown(rep)[:1]), *markdown(rep)[1:]]
+            + intro, *table]
 
 
 def _ppo_ground_truth_section() -> list[str]:

@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from sample_efficiency import PROFILES as SE_PROFILES  # a sibling script: benchmarks/ is on sys.path when run
-from sample_efficiency import (ScheduledEval, _load_result, algo_seeds, eval_schedule, ground_truth_summary, mean_curve,
-                               steps_to_reach, write_curves)
+from sample_efficiency import (ScheduledEval, _load_result, algo_seeds, eval_schedule, ground_truth_points,
+                               ground_truth_summary, mean_curve, steps_to_reach, write_curves)
 
 PROFILES = {name: {**SE_PROFILES[name], "variants": ["state", "state_anchored"] if name == "smoke"
                    else ["state", "state_anchored", "pixels"]} for name in ("smoke", "quick")}
@@ -97,8 +97,7 @@ def fog_reference(path: Path) -> dict | None:
     fog = s.get("fog")
     if not fog or not fog.get("ground_truth_at"):
         return None
-    points = [(p["env_steps"], p["mean_return_dense"]) for p in fog["ground_truth_at"]]
-    points.append((s["steps_per_run"], fog["ground_truth"]["mean_return_dense"]))
+    points = ground_truth_points(s, "fog")
     root = Path(__file__).resolve().parent.parent
     shown = path.resolve().relative_to(root) if path.resolve().is_relative_to(root) else path
     return {"summary": str(shown), "seeds": s["seeds_per_algo"]["fog"], "steps": [p[0] for p in points],

@@ -78,6 +78,14 @@ def ground_truth_summary(policy, prof: dict, image_size: int = 64) -> dict:
     return {k: v for k, v in gt.items() if not isinstance(v, (list, tuple))}
 
 
+def ground_truth_points(summary: dict, algo: str) -> list[tuple[int, float]]:
+    """[(env_steps, gym-pusht dense return)] of ``algo`` in a summary this script wrote: its ``gt_at`` checkpoints,
+    then the end of the run (seed means)."""
+    entry = summary[algo]
+    return ([(p["env_steps"], p["mean_return_dense"]) for p in entry["ground_truth_at"]]
+            + [(summary["steps_per_run"], entry["ground_truth"]["mean_return_dense"])])
+
+
 class ScheduledEval:
     """Evaluates a policy whenever training has passed the next point of the schedule (once per crossing,
     recorded at the actual step count); ``rows`` = [(env_steps, mean eval return)] (none with ``evaluator=None``).
