@@ -45,21 +45,32 @@ def _ratio_text(ratio, short: bool = False) -> str:
     return f"{ratio:.1f}x"
 
 
-def _fog_reward_scale_section() -> list[str]:
-    """FoG before and after the reward-scale fix against the same saved PPO runs (``benchmarks/compare_fog_runs.py``)."""
-    rep = _load("sample_efficiency_reward_scale/compare.json")
+def _fog_comparison(name: str, heading: str, text: str) -> list[str]:
+    """A ``benchmarks/compare_fog_runs.py --json`` file as a heading, ``text`` + its sentence, and its table."""
+    rep = _load(name)
     if not rep:
         return []
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from compare_fog_runs import markdown
 
     intro, *table = markdown(rep)
-    return ["\n#### FoG since session 30's reward-scale fix, against the same PPO runs (`benchmarks/compare_fog_runs.py`)\n",
-            "The table above was made before FoG divided its first update's rewards by a real return statistic "
-            "(the first update used a scale of 1; its actor gradient, 0.68 where later ones are 0.002-0.31, kept Adam's "
-            "steps small for tens of updates). `before` is that table's FoG, `after` the same benchmark's FoG runs made again "
-            "with the fix (`benchmarks/results/sample_efficiency_reward_scale/`), both scored against the PPO runs above. "
-            + intro, *table]
+    return [f"\n#### {heading} (`benchmarks/compare_fog_runs.py`)\n", text + intro, *table]
+
+
+def _fog_comparison_sections() -> list[str]:
+    """FoG variants scored against the same saved PPO runs: the reward-scale fix, then the envs per update."""
+    return _fog_comparison(
+        "sample_efficiency_reward_scale/compare.json", "FoG since session 30's reward-scale fix, against the same PPO runs",
+        "The table above was made before FoG divided its first update's rewards by a real return statistic "
+        "(the first update used a scale of 1; its actor gradient, 0.68 where later ones are 0.002-0.31, kept Adam's "
+        "steps small for tens of updates). `before` is that table's FoG, `after` the same benchmark's FoG runs made again "
+        "with the fix (`benchmarks/results/sample_efficiency_reward_scale/`), both scored against the PPO runs above. "
+    ) + _fog_comparison(
+        "fog_envs_per_update/compare.json", "FoG with fewer envs per update, against the same PPO runs",
+        "One FoG update sees N x 16 env steps. The benchmark's FoG uses N = 16 (256 steps per update); with N = 8 or 4 "
+        "it makes 2x or 4x as many updates from the same env steps (`benchmarks/results/fog_envs_per_update/README.md`; "
+        "N was chosen after seeing these seeds, so read the best row as optimistic). "
+    )
 
 
 def _ppo_ground_truth_section() -> list[str]:
@@ -176,7 +187,7 @@ def section() -> str:
         out.append("\n![learning curves](benchmarks/results/sample_efficiency_quick/curves.png)")
     else:
         out.append("not run yet (or run by an older version of the script: rerun it)")
-    out.extend(_fog_reward_scale_section())
+    out.extend(_fog_comparison_sections())
 
     out.extend(_ppo_ground_truth_section())
 
