@@ -98,13 +98,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reference", type=Path, required=True, help="benchmark output with the PPO runs")
     p.add_argument("--ppo", default="ppo_latent", help="which PPO of the reference")
-    p.add_argument("--fog", action="append", required=True, metavar="NAME=DIR", help="a FoG benchmark output")
+    p.add_argument("--fog", action="append", required=True, metavar="NAME=DIR", help="a FoG benchmark output, named in the table (split at the last '=', so NAME may hold one)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     fogs = []
     for item in args.fog:
-        name, sep, folder = item.partition("=")
-        if not sep:
+        name, sep, folder = item.rpartition("=")
+        if not sep or not name:
             raise SystemExit(f"--fog takes NAME=DIR, got {item!r}")
         fogs.append((name, Path(folder)))
     rep = report(args.reference, fogs, args.ppo)
