@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from compare_fog_runs import markdown as fog_comparison_table  # a sibling script: benchmarks/ is on sys.path when run
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -50,10 +52,7 @@ def _fog_comparison(name: str, heading: str, text: str) -> list[str]:
     rep = _load(name)
     if not rep:
         return []
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from compare_fog_runs import markdown
-
-    intro, *table = markdown(rep)
+    intro, *table = fog_comparison_table(rep)
     return [f"\n#### {heading} (`benchmarks/compare_fog_runs.py`)\n", text + intro, *table]
 
 
