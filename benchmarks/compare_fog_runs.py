@@ -6,8 +6,8 @@ A change to FoG needs only FoG's runs again: this reads FoG's per-seed eval curv
 prints the benchmark's headline (:func:`sample_efficiency._ratio` on the seed-mean curves, and per seed) for each
 FoG, with its eval returns and gym-pusht returns, as a markdown table; ``--json`` writes the numbers too.
 
-    python benchmarks/compare_fog_runs.py --reference benchmarks/results/sample_efficiency_quick \\
-        --fog before=benchmarks/results/sample_efficiency_quick --fog after=benchmarks/results/sample_efficiency_reward_scale
+    python benchmarks/compare_fog_runs.py --reference benchmarks/results/sample_efficiency_quick_n16 \\
+        --fog before=benchmarks/results/sample_efficiency_quick_n16 --fog after=benchmarks/results/sample_efficiency_reward_scale
 """
 
 from __future__ import annotations
@@ -76,21 +76,28 @@ def report(reference: Path, fogs: list[tuple[str, Path]], ppo: str = "ppo_latent
 
 
 def markdown(rep: dict) -> list[str]:
-    """A :func:`report` as a sentence and a markdown table (also what the README shows)."""
+    """A :func:`report` as a sentence and a markdown table (also what the README shows). PPO's best is taken on
+    the seed-mean curve of each row's seeds; when the rows have different seeds (so different bests) the table
+    gets a column with each row's."""
     r0 = rep["fog"][0]["ratio"]
-    lines = [f"FoG against {rep['ppo']} of `{rep['reference']}` (best {r0['ppo_best']:.2f} on the seed-mean curve, "
-             f"reached after {r0['ppo_steps']:,.0f} steps); eval at "
-             f"{', '.join(f'{s:,}' for s in rep['eval_schedule'])} env steps.\n",
-             "| FoG | seeds | eval return (seed mean) at each point | steps to PPO's best | ratio | sustained | "
-             "per seed | gym-pusht dense at " + " / ".join(f"{s:,}" for s in rep["fog"][0]["gt_at"]) + " |",
-             "|---|---|---|---|---|---|---|---|"]
+    per_row = len({(r["ratio"]["ppo_best"], r["ratio"]["ppo_steps"]) for r in rep["fog"]}) > 1
+    head = (f"FoG against {rep['ppo']} of `{rep['reference']}` ("
+            + ("its best on the seed-mean curve of each row's seeds" if per_row else
+               f"best {r0['ppo_best']:.2f} on the seed-mean curve, reached after {r0['ppo_steps']:,.0f} steps")
+            + f"); eval at {', '.join(f'{s:,}' for s in rep['eval_schedule'])} env steps.\n")
+    cols = ["FoG", "seeds", "eval return (seed mean) at each point"] + (["PPO's best (after steps)"] if per_row else []) \
+        + ["steps to PPO's best", "ratio", "sustained", "per seed",
+           "gym-pusht dense at " + " / ".join(f"{s:,}" for s in rep["fog"][0]["gt_at"])]
+    lines = [head, "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rep["fog"]:
         rr = r["ratio"]
-        lines.append(f"| {r['name']} | {','.join(map(str, r['seeds']))} | "
-                     f"{', '.join(f'{x:.1f}' for x in r['eval_return'])} | {rr['fog_steps']:,.0f} | "
-                     f"{fmt_ratio(rr['ratio'])} | {fmt_ratio(rr['ratio_sustained'])} | "
-                     f"{', '.join(fmt_ratio(s['ratio']) for s in r['ratios_per_seed'])} | "
-                     f"{' / '.join(f'{g:.1f}' for g in r['gt_dense'])} |")
+        cells = [r["name"], ",".join(map(str, r["seeds"])), ", ".join(f"{x:.1f}" for x in r["eval_return"])]
+        if per_row:
+            cells.append(f"{rr['ppo_best']:.2f} ({rr['ppo_steps']:,.0f})")
+        cells += [f"{rr['fog_steps']:,.0f}", fmt_ratio(rr["ratio"]), fmt_ratio(rr["ratio_sustained"]),
+                  ", ".join(fmt_ratio(q["ratio"]) for q in r["ratios_per_seed"]),
+                  " / ".join(f"{g:.1f}" for g in r["gt_dense"])]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 

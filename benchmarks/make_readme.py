@@ -57,18 +57,32 @@ def _fog_comparison(name: str, heading: str, text: str) -> list[str]:
 
 
 def _fog_comparison_sections() -> list[str]:
-    """FoG variants scored against the same saved PPO runs: the reward-scale fix, then the envs per update."""
+    """FoG variants scored against saved PPO runs: N = 16 and 8 against the benchmark's own PPO runs, then the
+    studies of sessions 30-31 against the previous benchmark's (the reward-scale fix, the envs per update)."""
     return _fog_comparison(
-        "sample_efficiency_reward_scale/compare.json", "FoG since session 30's reward-scale fix, against the same PPO runs",
-        "The table above was made before FoG divided its first update's rewards by a real return statistic "
+        "sample_efficiency_quick/compare.json", "FoG with N = 16 and N = 8 envs per update, against the PPO runs above",
+        "One FoG update sees N x 16 env steps: with N = 8 it makes twice as many updates from the same env steps as "
+        "with N = 16, which the benchmark used until session 32. N = 8 was chosen from N = 16 / 8 / 4 on seeds 0-3 "
+        "against the previous benchmark's PPO runs (the last table of this section); seeds 4 and 5 were run after the "
+        "choice. `N = 16` is session 30's rerun of the benchmark's FoG after the reward-scale fix "
+        "(`benchmarks/results/sample_efficiency_reward_scale/`, seeds 0-3) and the held-out runs of "
+        "`benchmarks/results/fog_envs_per_update/` (seeds 4, 5); `N = 8` rows are the runs of the table above, "
+        "split by seeds. "
+    ) + _fog_comparison(
+        "sample_efficiency_reward_scale/compare.json",
+        "Earlier: FoG before and after session 30's reward-scale fix, against the previous benchmark's PPO runs",
+        "Until session 32 the benchmark ran FoG with N = 16, and its table "
+        "(`benchmarks/results/sample_efficiency_quick_n16/`, sessions 27-28; its PPO runs' files were not committed) "
+        "was made before FoG divided its first update's rewards by a real return statistic "
         "(the first update used a scale of 1; its actor gradient, 0.68 where later ones are 0.002-0.31, kept Adam's "
         "steps small for tens of updates). `before` is that table's FoG, `after` the same benchmark's FoG runs made again "
-        "with the fix (`benchmarks/results/sample_efficiency_reward_scale/`), both scored against the PPO runs above. "
+        "with the fix (`benchmarks/results/sample_efficiency_reward_scale/`), both scored against that table's PPO runs. "
     ) + _fog_comparison(
-        "fog_envs_per_update/compare.json", "FoG with fewer envs per update, against the same PPO runs",
-        "One FoG update sees N x 16 env steps. The benchmark's FoG uses N = 16 (256 steps per update); with N = 8 or 4 "
-        "it makes 2x or 4x as many updates from the same env steps (`benchmarks/results/fog_envs_per_update/README.md`; "
-        "N was chosen after seeing these seeds, so read the best row as optimistic). "
+        "fog_envs_per_update/compare.json",
+        "Earlier: FoG with N = 16 / 8 / 4 envs per update, against the previous benchmark's PPO runs",
+        "With N = 8 or 4 FoG makes 2x or 4x as many updates from the same env steps as with N = 16 "
+        "(`benchmarks/results/fog_envs_per_update/README.md`; N was chosen after seeing these seeds, so read the best "
+        "row as optimistic). "
     )
 
 

@@ -394,3 +394,24 @@ def test_sample_efficiency_algo_seeds(tmp_path):
     with open(tmp_path / "c.csv") as f:
         rows = [(r["algo"], int(r["seed"]), float(r["eval_return"])) for r in csv.DictReader(f)]
     assert rows == [("fog", 2, -1.0), ("fog", 3, -2.0), ("ppo_pixels", 1, -3.0)]
+
+
+def test_compare_fog_runs_table_names_each_rows_ppo_best_when_seeds_differ():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import compare_fog_runs as cfr
+
+    def row(name, seeds, ppo_best, ppo_steps):
+        ratio = {"ppo_best": ppo_best, "ppo_steps": ppo_steps, "fog_steps": 1000.0, "ratio": ppo_steps / 1000.0,
+                 "ratio_sustained": ppo_steps / 1000.0}
+        return {"name": name, "seeds": seeds, "eval_return": [-430.0, -410.0], "ratio": ratio,
+                "ratios_per_seed": [{"seed": s, **ratio} for s in seeds], "gt_dense": [-460.0], "gt_at": [0]}
+
+    rep = {"reference": "ref", "ppo": "ppo_latent", "eval_schedule": [0, 2048]}
+    same = cfr.markdown({**rep, "fog": [row("a", [0, 1], -418.0, 32925.0), row("b", [0, 1], -418.0, 32925.0)]})
+    assert "best -418.00 on the seed-mean curve, reached after 32,925 steps" in same[0]
+    assert "PPO's best (after steps)" not in same[1]
+    mixed = cfr.markdown({**rep, "fog": [row("a", [0, 1], -418.0, 32925.0), row("b", [4, 5], -409.5, 100000.0)]})
+    assert "each row's seeds" in mixed[0] and "PPO's best (after steps)" in mixed[1]
+    header, rule, *rows = mixed[1:]
+    assert header.count("|") == rule.count("|") == rows[0].count("|") == rows[1].count("|")
+    assert "-409.50 (100,000)" in rows[1] and "100.0x" in rows[1]
