@@ -43,20 +43,21 @@ from pathlib import Path
 
 import numpy as np
 
+# FoG's N and actor lr for sample efficiency: one update per N x H steps, so a smaller N gives more updates per
+# env step. The lr was picked by a 30k-step, one-seed sweep (benchmarks/results/sample_efficiency_fog_settings.md),
+# N = 8 (N = 16 until session 32) from N = 16 / 8 / 4 on seeds 0-3 (benchmarks/results/fog_envs_per_update/);
+# PPO keeps its RL-Zoo-like settings (baselines/ppo.py).
+FOG_SETTINGS = {"num_envs": 8, "actor_lr": 1e-3}
 PROFILES = {
     "smoke": {"steps": 512, "seeds": [0], "algos": ["fog", "ppo_latent"], "gt_seeds": 1, "gt_steps": 10,
               "num_envs": 8, "eval_envs": 2, "eval_steps": 5, "eval_first": 256, "eval_points": 3},
     "quick": {"steps": 100_000, "seeds": [0, 1], "algos": ["fog", "ppo_latent", "ppo_pixels"], "gt_seeds": 20,
               "gt_steps": 300, "num_envs": 64, "eval_envs": 32, "eval_steps": 300, "eval_first": 2048,
-              "eval_points": 9, "fog": {"num_envs": 8, "actor_lr": 1e-3}},
+              "eval_points": 9, "fog": FOG_SETTINGS},
     "full": {"steps": 1_000_000, "seeds": [0, 1, 2, 3, 4], "algos": ["fog", "ppo_latent", "ppo_pixels"],
              "gt_seeds": 50, "gt_steps": 300, "num_envs": 64, "eval_envs": 64, "eval_steps": 300,
-             "eval_first": 2048, "eval_points": 13, "fog": {"num_envs": 16, "actor_lr": 1e-3}},
+             "eval_first": 2048, "eval_points": 13, "fog": FOG_SETTINGS},
 }
-# FoG's N and actor lr for sample efficiency: one update per N x H steps, so a smaller N gives more updates per
-# env step. The lr was picked by a 30k-step, one-seed sweep (benchmarks/results/sample_efficiency_fog_settings.md),
-# N = 8 (N = 16 until session 32) from N = 16 / 8 / 4 on seeds 0-3 (benchmarks/results/fog_envs_per_update/);
-# PPO keeps its RL-Zoo-like settings (baselines/ppo.py).
 OBS_TYPE = {"fog": "latent", "ppo_latent": "latent", "ppo_pixels": "pixels"}  # what each algorithm acts on
 EVAL_SEED = 20_000  # start states and diffusion noise of every evaluation (training uses the run's seed)
 GT_SEED0 = 1000  # the first of the gym-pusht seeds every policy is scored on
