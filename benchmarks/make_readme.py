@@ -193,6 +193,13 @@ def section() -> str:
                            "crossing / sustained): " + ", ".join(
                                f"seed {q['seed']} {_ratio_text(q['ratio'], True)} / {_ratio_text(q['ratio_sustained'], True)}"
                                for q in per_seed) + ".")
+            boot = se.get("ratios_bootstrap", {}).get(algo)
+            if boot and r["ppo_steps"] != 0:
+                b = boot["ratio"]
+                out.append(f"Resampling the {len(boot['seeds'])} seeds with replacement ({boot['draws']:,} draws, FoG's and "
+                           f"PPO's run of a seed together; `ratio_bootstrap`): median {b['median']:.1f}x, 90 % interval "
+                           f"{b['p5']:.1f}x-{b['p95']:.1f}x, at least 20x in {100 * b['fraction_at_least_20x']:.0f} % of "
+                           "draws.")
             t = se.get("ratios_ep_rew_mean", {}).get(algo)
             if t:
                 tr = _ratio_text(t["ratio"])

@@ -24,7 +24,8 @@ reuses it, so an interrupted benchmark resumes at the run it was in.
 Headline: ``ratio = PPO env steps to reach its best eval_return / FoG env steps to reach the same`` (per
 PPO variant, on the seed-mean eval curves, linearly interpolated between checkpoints); when FoG never
 reaches it the ratio is reported as < 1. The same ratio per seed (FoG's run against PPO's run of that seed)
-shows how much of the headline one seed decides. The same ratio on the ``ep_rew_mean`` curves is also written.
+shows how much of the headline one seed decides, and resampling the seeds (:func:`ratio_bootstrap`) how much
+the set of seeds decides. The same ratio on the ``ep_rew_mean`` curves is also written.
 A training-curve point counts once its mean is over at least ``num_envs`` finished episodes: before that
 it is the mean of a handful of episodes the world model ended early.
 """
@@ -367,7 +368,7 @@ def main() -> None:
                      "eval_steps": prof["eval_steps"], "eval_schedule": schedule, "gt_at": list(gt_at), "gt_seeds": prof["gt_seeds"],
                      "fog_config": fog_settings(prof, args), "center_target_eval_return": center,
                      "action_offset": FoGConfig(**fog_settings(prof, args)).action_offset,
-                     "ratios": {}, "ratios_per_seed": {}, "ratios_ep_rew_mean": {}}
+                     "ratios": {}, "ratios_per_seed": {}, "ratios_bootstrap": {}, "ratios_ep_rew_mean": {}}
     for algo in algos:
         m, tm, gts = eval_mean[algo][0], train_mean[algo][0], ground_truths[algo]
         summary[algo] = {
@@ -396,6 +397,8 @@ def main() -> None:
                 {"seed": seed, **_ratio(points, mean_curve([ppo_runs[seed]], points)[0],
                                         mean_curve([fog_runs[seed]], points)[0])}
                 for seed in seeds_of[algo] if seed in fog_runs]
+            if len(set(ppo_runs) & set(fog_runs)) > 1:
+                summary["ratios_bootstrap"][algo] = ratio_bootstrap(points, ppo_runs, fog_runs)
             if summary[algo]["best_ep_rew_mean"] is not None:
                 summary["ratios_ep_rew_mean"][algo] = _ratio(grid, train_mean[algo][0], train_mean["fog"][0])
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
@@ -476,6 +479,30 @@ def _ratio(steps: np.ndarray, ppo: np.ndarray, fog: np.ndarray) -> dict:
     fog_steps, fog_stay = steps_to_reach(steps, fog, best), steps_to_stay(steps, fog, best)
     return {"ppo_best": best, "ppo_steps": ppo_steps, "fog_steps": fog_steps, "ratio": ratio_for(fog_steps),
             "fog_steps_sustained": fog_stay, "ratio_sustained": ratio_for(fog_stay)}
+
+
+def ratio_bootstrap(steps: np.ndarray, ppo_runs: dict, fog_runs: dict, draws: int = 2000, seed: int = 0) -> dict:
+    """How much the headline depends on which seeds were run: resample the seeds that both algorithms have (with
+    replacement, FoG's and PPO's run of a seed kept together), recompute :func:`_ratio` on the resampled seed-mean
+    curves, and report percentiles of the ratio (first crossing and sustained). A draw in which FoG never reaches
+    PPO's best counts as 0 (the ratio is < 1), one in which FoG's initial policy already scores it as inf."""
+    seeds = sorted(set(ppo_runs) & set(fog_runs))
+    ppo = {s: mean_curve([ppo_runs[s]], steps)[0] for s in seeds}
+    fog = {s: mean_curve([fog_runs[s]], steps)[0] for s in seeds}
+    rng = np.random.default_rng(seed)
+    out: dict = {"seeds": seeds, "draws": draws, "rng_seed": seed}
+    values: dict[str, list[float]] = {"ratio": [], "ratio_sustained": []}
+    for _ in range(draws):
+        pick = rng.choice(seeds, size=len(seeds))
+        r = _ratio(steps, np.mean([ppo[s] for s in pick], 0), np.mean([fog[s] for s in pick], 0))
+        for key in values:
+            v = r[key]
+            values[key].append(v if not isinstance(v, str) else 0.0 if v.startswith("<1") else float("inf"))
+    for key, v in values.items():
+        v = np.array(v)
+        out[key] = {"p5": float(np.percentile(v, 5)), "median": float(np.median(v)), "p95": float(np.percentile(v, 95)),
+                    "fraction_at_least_20x": float(np.mean(v >= 20))}
+    return out
 
 
 if __name__ == "__main__":

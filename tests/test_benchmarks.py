@@ -415,3 +415,22 @@ def test_compare_fog_runs_table_names_each_rows_ppo_best_when_seeds_differ():
     header, rule, *rows = mixed[1:]
     assert header.count("|") == rule.count("|") == rows[0].count("|") == rows[1].count("|")
     assert "-409.50 (100,000)" in rows[1] and "100.0x" in rows[1]
+
+
+def test_sample_efficiency_ratio_bootstrap_resamples_paired_seeds():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import sample_efficiency as se
+
+    steps = np.array([0.0, 1000.0, 2000.0, 4000.0])
+    ppo = [(0, -10.0), (1000, -10.0), (2000, -9.0), (4000, -9.5)]  # best -9 after 2,000 steps
+    fog = [(0, -10.0), (1000, -8.0), (2000, -7.0), (4000, -6.0)]  # reaches -9 after 500: 4x
+    same = se.ratio_bootstrap(steps, {0: ppo, 1: ppo, 2: ppo}, {0: fog, 1: fog, 2: fog}, draws=50)
+    assert same["seeds"] == [0, 1, 2]
+    for key in ("ratio", "ratio_sustained"):  # identical seeds: every draw is the headline
+        assert same[key]["p5"] == same[key]["median"] == same[key]["p95"] == pytest.approx(4.0)
+        assert same[key]["fraction_at_least_20x"] == 0.0
+    never = [(0, -10.0), (4000, -10.0)]  # seed 1's FoG never gets there: those draws count as 0
+    mixed = se.ratio_bootstrap(steps, {0: ppo, 1: ppo}, {0: fog, 1: never, 5: fog}, draws=400, seed=3)
+    assert mixed["seeds"] == [0, 1]  # only seeds both algorithms ran
+    assert mixed["ratio"]["p5"] == 0.0 and mixed["ratio"]["p95"] == pytest.approx(4.0)
+    assert mixed == se.ratio_bootstrap(steps, {0: ppo, 1: ppo}, {0: fog, 1: never, 5: fog}, draws=400, seed=3)
