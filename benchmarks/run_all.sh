@@ -47,7 +47,7 @@ for s in $stages; do
          wm-gym collect --episodes 120 --out runs/fog_example_data --seed 1 --workers 2 --policy runs/fog_example/policy --quiet
          wm-gym eval-fidelity --model $CKPT --probe "$PROBE" --data runs/fog_example_data --out $R/fidelity_fog_policy \
            --starts-per-episode 8 --video-rollouts 0 --progress false ;;
-    efficiency) python benchmarks/sample_efficiency.py --quick --seeds 0,1,2,3,4,5 --algo-seeds ppo_pixels=0,1,2,3  # the README's seeds
+    efficiency) python benchmarks/sample_efficiency.py --quick --seeds 0,1,2,3,4,5    # the README's 6 seeds
                 python benchmarks/compare_fog_runs.py --reference $R/sample_efficiency_quick \
                   --fog "N = 16=$R/sample_efficiency_reward_scale" --fog "N = 8=$R/sample_efficiency_fog_n8" \
                   --fog "N = 16=$R/fog_envs_per_update/heldout_n16" --fog "N = 8=$R/fog_envs_per_update/heldout_n8" \
