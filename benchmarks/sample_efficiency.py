@@ -491,13 +491,13 @@ def ratio_bootstrap(steps: np.ndarray, ppo_runs: dict, fog_runs: dict, draws: in
     fog = {s: mean_curve([fog_runs[s]], steps)[0] for s in seeds}
     rng = np.random.default_rng(seed)
     out: dict = {"seeds": seeds, "draws": draws, "rng_seed": seed}
-    values: dict[str, list[float]] = {"ratio": [], "ratio_sustained": []}
+    fog_steps_of = {"ratio": "fog_steps", "ratio_sustained": "fog_steps_sustained"}  # what each ratio divides by
+    values: dict[str, list[float]] = {key: [] for key in fog_steps_of}
     for _ in range(draws):
         pick = rng.choice(seeds, size=len(seeds))
         r = _ratio(steps, np.mean([ppo[s] for s in pick], 0), np.mean([fog[s] for s in pick], 0))
-        for key in values:
-            v = r[key]
-            values[key].append(v if not isinstance(v, str) else 0.0 if v.startswith("<1") else float("inf"))
+        for key, fog_key in fog_steps_of.items():  # from the step counts: never reached (inf) -> 0, at 0 -> inf
+            values[key].append(r["ppo_steps"] / r[fog_key] if r[fog_key] else float("inf"))
     for key, v in values.items():
         v = np.array(v)
         out[key] = {"p5": float(np.percentile(v, 5)), "median": float(np.median(v)), "p95": float(np.percentile(v, 95)),

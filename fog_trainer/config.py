@@ -16,7 +16,8 @@ class FoGConfig:
     # -- environment ------------------------------------------------------------------------------
     env_id: str = arg("WM-PushT-v0", "env id, made with gym.make_vec when the trainer is given an id")
     # 64 for wall time (a batch of 64 steps ~2.3x as fast per env step as 8); per env step fewer learn sooner: with
-    # 8 instead of 16 FoG reached PPO's best 3x sooner (benchmarks/results/fog_envs_per_update/README.md)
+    # 8 instead of 16 FoG reached PPO's best 1.7x-3x sooner, depending on seeds and PPO runs (README, sample
+    # efficiency; benchmarks/results/fog_envs_per_update/README.md)
     num_envs: int = arg(64, "parallel envs N (one update sees N x horizon env steps; fewer envs = more updates per "
                         "env step)")
     reward_type: str = arg("dense", "reward the env is made with when given an id ('dense', 'push' or 'coverage')")
