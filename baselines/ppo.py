@@ -39,6 +39,11 @@ class PPOArgs:
     gae_lambda: float = arg(0.95, 'GAE lambda')
     ent_coef: float = arg(0.0, 'entropy bonus')
     clip_range: float = arg(0.2, 'PPO clip')
+    log_std_init: float = arg(0.0, "initial log std of the Gaussian policy over normalised actions (SB3's default 0: "
+                              "std 1, half of the samples clipped at the action box)")
+    normalize_reward: bool = arg(False, "scale rewards by a running std of the discounted return (SB3 VecNormalize, "
+                                 "norm_reward only, as RL-Zoo does for continuous control); evaluation and the "
+                                 "recorded returns stay raw")
     action_offset: float = arg(0.0, "0: absolute targets; > 0 (latent only): target = the surrogate's agent-position "
                                "read-out + action * this (env units), as FoGConfig.action_offset (gym-pusht: the "
                                "true agent position, any obs_type)")
@@ -128,11 +133,16 @@ def train_ppo(args: PPOArgs, callback=None):
     out.mkdir(parents=True, exist_ok=True)
     env = make_vec_env(args)
     env.seed(args.seed)
+    if args.normalize_reward:
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        # outside VecMonitor, so the episode returns SB3 logs (and the curve records) are the raw ones
+        env = VecNormalize(env, norm_obs=False, norm_reward=True, gamma=args.gamma)
     policy = "CnnPolicy" if args.obs_type == "pixels" else "MlpPolicy"
     model = PPO(policy, env, n_steps=args.n_steps, batch_size=args.batch_size, n_epochs=args.n_epochs,
                 learning_rate=args.learning_rate, gamma=args.gamma, gae_lambda=args.gae_lambda,
                 ent_coef=args.ent_coef, clip_range=args.clip_range, seed=args.seed, device=args.device,
-                tensorboard_log=str(out / "tb"), verbose=0)
+                policy_kwargs={"log_std_init": args.log_std_init}, tensorboard_log=str(out / "tb"), verbose=0)
     curve = CurveCallback()
     callbacks = [curve.callback]
     if args.eval_freq > 0:
@@ -146,6 +156,8 @@ def train_ppo(args: PPOArgs, callback=None):
     model.learn(args.total_timesteps, callback=CallbackList(callbacks), progress_bar=args.progress_bar,
                 tb_log_name="ppo")
     model.save(out / "model.zip")
+    if args.normalize_reward:
+        env.save(str(out / "vec_normalize.pkl"))  # the return statistics, to resume training
     (out / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2))
     with open(out / "curve.csv", "w") as f:
         f.write("env_steps,ep_rew_mean,ep_len_mean,seconds,episodes_in_mean\n")

@@ -38,6 +38,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch; see wm_gym/
 
 import argparse
 import csv
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -59,6 +60,9 @@ PROFILES = {
              "gt_seeds": 50, "gt_steps": 300, "num_envs": 64, "eval_envs": 64, "eval_steps": 300,
              "eval_first": 2048, "eval_points": 13, "fog": FOG_SETTINGS},
 }
+# the PPO hyper-parameters ``--ppo KEY=VALUE`` may change (baselines.PPOArgs fields)
+PPO_TUNABLE = ("n_steps", "batch_size", "n_epochs", "learning_rate", "gamma", "gae_lambda", "ent_coef", "clip_range",
+               "log_std_init", "normalize_reward")
 OBS_TYPE = {"fog": "latent", "ppo_latent": "latent", "ppo_pixels": "pixels"}  # what each algorithm acts on
 EVAL_SEED = 20_000  # start states and diffusion noise of every evaluation (training uses the run's seed)
 GT_SEED0 = 1000  # the first of the gym-pusht seeds every policy is scored on
@@ -124,6 +128,21 @@ def fog_overrides(items: list[str] | None) -> dict:
     return out
 
 
+def ppo_overrides(items: list[str] | None) -> dict:
+    """``["n_steps=8", "normalize_reward=true"]`` -> PPOArgs keyword arguments for the PPO runs, each cast to its
+    field's default type (hyper-parameters only: the env, budget, seed and outputs are the benchmark's)."""
+    from baselines import PPOArgs
+
+    defaults, out = PPOArgs().__dict__, {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or key not in PPO_TUNABLE:
+            raise SystemExit(f"--ppo takes KEY=VALUE with KEY one of {', '.join(PPO_TUNABLE)}, got {item!r}")
+        kind = type(defaults[key])
+        out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    return out
+
+
 def fog_settings(prof: dict, args) -> dict:
     """FoGConfig overrides of a run: the env count, then the profile's, then ``--fog KEY=VALUE``."""
     return {"num_envs": prof["num_envs"], **prof.get("fog", {}), **fog_overrides(args.fog)}
@@ -160,6 +179,7 @@ def run_ppo(seed, prof, args, out, obs_type, evaluate: ScheduledEval):
                 n_epochs=2 if args.smoke else 10, checkpoint=args.checkpoint, device=args.device,
                 precision=args.precision, seed=seed,
                 out=str(out), progress_bar=not args.smoke, run_name=f"ppo_{obs_type}_{seed}")
+    a = dataclasses.replace(a, **ppo_overrides(args.ppo))
 
     class _Eval(BaseCallback):
         def _init_callback(self) -> None:
@@ -205,6 +225,8 @@ def run_settings(algo: str, seed: int, prof: dict, args, schedule: list[int], gt
             "reward_type": args.reward_type, "checkpoint": args.checkpoint,
             "checkpoint_sha256": checkpoint_sha256, "device": args.device,
             "smoke": bool(args.smoke), "fog": fog_settings(prof, args) if algo == "fog" else None,
+            # only when given, so that runs saved before the option existed still match
+            **({"ppo": ppo_overrides(args.ppo)} if args.ppo and algo.startswith("ppo") else {}),
             # only when not float32, so that runs saved before the option existed still match
             **({"precision": args.precision} if args.precision != "float32" else {})}
 
@@ -272,6 +294,9 @@ def main() -> None:
     p.add_argument("--reward-type", default="dense")
     p.add_argument("--fog", action="append", metavar="KEY=VALUE",
                    help="override a FoGConfig field for FoG's runs, e.g. --fog num_envs=16 (repeatable)")
+    p.add_argument("--ppo", action="append", metavar="KEY=VALUE",
+                   help="override a PPO hyper-parameter for the PPO runs, e.g. --ppo n_steps=8 (repeatable; one of "
+                        + ", ".join(PPO_TUNABLE) + ")")
     p.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: shipped)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="float32",
@@ -366,7 +391,8 @@ def main() -> None:
                      "reward_type": args.reward_type, "device": args.device, "precision": args.precision,
                      "eval_envs": prof["eval_envs"],
                      "eval_steps": prof["eval_steps"], "eval_schedule": schedule, "gt_at": list(gt_at), "gt_seeds": prof["gt_seeds"],
-                     "fog_config": fog_settings(prof, args), "center_target_eval_return": center,
+                     "fog_config": fog_settings(prof, args), "ppo_overrides": ppo_overrides(args.ppo),
+                     "center_target_eval_return": center,
                      "action_offset": FoGConfig(**fog_settings(prof, args)).action_offset,
                      "ratios": {}, "ratios_per_seed": {}, "ratios_bootstrap": {}, "ratios_ep_rew_mean": {}}
     for algo in algos:

@@ -84,6 +84,20 @@ def test_ppo_learns_a_few_hundred_steps_and_acts_on_frames(obs_type, request, tm
         assert a.shape == (2,) and (a >= 0).all() and (a <= 512).all()
 
 
+def test_ppo_reward_normalisation_and_initial_log_std(tiny_checkpoint, tmp_path):
+    import torch
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    args = PPOArgs(total_timesteps=64, num_envs=4, n_steps=8, batch_size=16, n_epochs=1, log_std_init=-1.0,
+                   normalize_reward=True, checkpoint=str(tiny_checkpoint), out=str(tmp_path), progress_bar=False,
+                   run_name="t")
+    model, _, out = train_ppo(args)
+    assert isinstance(model.get_env(), VecNormalize)
+    assert not model.get_env().norm_obs and model.get_env().norm_reward
+    assert (out / "vec_normalize.pkl").exists()
+    assert torch.allclose(model.policy.log_std, torch.full((2,), -1.0), atol=0.05)  # one epoch moved it little
+
+
 # -- PPO on the real gym-pusht (reference) ------------------------------------------------------------------
 
 @pytest.mark.parametrize("obs_type", ["state", "pixels"])

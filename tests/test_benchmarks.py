@@ -199,11 +199,32 @@ def test_sample_efficiency_saved_runs_are_tied_to_the_precision():
     import sample_efficiency as se
 
     prof = se.PROFILES["smoke"]
-    ns = dict(reward_type="dense", checkpoint=None, device="cpu", smoke=True, fog=None)
+    ns = dict(reward_type="dense", checkpoint=None, device="cpu", smoke=True, fog=None, ppo=None)
     f32 = se.run_settings("fog", 0, prof, argparse.Namespace(**ns, precision="float32"), [0], (0,), "sha")
     bf16 = se.run_settings("fog", 0, prof, argparse.Namespace(**ns, precision="bfloat16"), [0], (0,), "sha")
     assert "precision" not in f32  # runs saved before the option keep matching
     assert bf16 == {**f32, "precision": "bfloat16"}
+
+
+def test_sample_efficiency_ppo_overrides_are_typed_checked_and_tied_to_ppo_runs():
+    import argparse
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import sample_efficiency as se
+
+    assert se.ppo_overrides(["n_steps=8", "learning_rate=1e-3", "normalize_reward=true", "log_std_init=-1"]) == {
+        "n_steps": 8, "learning_rate": 1e-3, "normalize_reward": True, "log_std_init": -1.0}
+    for bad in (["total_timesteps=10"], ["seed=3"], ["n_steps"], ["nonsense=1"]):
+        with pytest.raises(SystemExit, match="--ppo takes KEY=VALUE"):
+            se.ppo_overrides(bad)
+    prof = se.PROFILES["smoke"]
+    ns = dict(reward_type="dense", checkpoint=None, device="cpu", smoke=True, fog=None, precision="float32")
+    plain = se.run_settings("ppo_latent", 0, prof, argparse.Namespace(**ns, ppo=None), [0], (0,), "sha")
+    tuned = se.run_settings("ppo_latent", 0, prof, argparse.Namespace(**ns, ppo=["n_steps=8"]), [0], (0,), "sha")
+    fog = se.run_settings("fog", 0, prof, argparse.Namespace(**ns, ppo=["n_steps=8"]), [0], (0,), "sha")
+    assert "ppo" not in plain  # runs saved before the option keep matching
+    assert tuned == {**plain, "ppo": {"n_steps": 8}}  # a tuned PPO run is never mistaken for a default one
+    assert "ppo" not in fog  # and FoG's saved runs are shared between them
 
 
 def test_reference_policies_smoke(tiny_checkpoint, tmp_path):
