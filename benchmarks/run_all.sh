@@ -52,6 +52,15 @@ for s in $stages; do
                   --fog "N = 16=$R/sample_efficiency_reward_scale" --fog "N = 8=$R/sample_efficiency_fog_n8" \
                   --fog "N = 16=$R/fog_envs_per_update/heldout_n16" --fog "N = 8=$R/fog_envs_per_update/heldout_n8" \
                   --json $R/sample_efficiency_quick/compare.json   # FoG runs of the studies, against these PPO runs
+                # PPO-latent with settings for the budget (benchmarks/results/ppo_tuning/README.md), against the same FoG runs
+                T=$R/ppo_tuning; P="--ppo n_steps=8 --ppo batch_size=128"
+                for c in T1 T2 T3 T4 T4_heldout T4_seeds0-5; do
+                  case $c in T2) P="$P --ppo log_std_init=-1" ;; T3) P="$P --ppo normalize_reward=true" ;; T4) P="$P --ppo learning_rate=1e-3" ;; esac
+                  seeds=$(case $c in T4_heldout) echo 2,3,4,5 ;; T4_seeds0-5) echo 0,1,2,3,4,5 ;; *) echo 0,1 ;; esac)
+                  mkdir -p $T/$c/runs && for s in ${seeds//,/ }; do cp $R/sample_efficiency_quick/runs/fog_$s.json $T/$c/runs/; done
+                  [ $c = T4_seeds0-5 ] && cp -n $T/T4/runs/ppo_latent_*.json $T/T4_heldout/runs/ppo_latent_*.json $T/$c/runs/  # made above
+                  python benchmarks/sample_efficiency.py --quick --algos fog,ppo_latent --seeds $seeds $P --out $T/$c
+                done
                 python benchmarks/ppo_ground_truth.py --quick    # reads FoG's gym-pusht returns
                 python benchmarks/reference_policies.py --json $R/reference_policies.json ;;
     readme) python benchmarks/make_readme.py ;;
