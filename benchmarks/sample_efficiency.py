@@ -114,33 +114,34 @@ class ScheduledEval:
                 self.gt_rows.append((int(num_timesteps), self.ground_truth(policy)))
 
 
-def fog_overrides(items: list[str] | None) -> dict:
-    """``["num_envs=16", "actor_lr=1e-3"]`` -> FoGConfig keyword arguments, each cast to its field's default type."""
-    from fog_trainer import FoGConfig
-
-    defaults, out = FoGConfig().to_dict(), {}
+def parse_overrides(items: list[str] | None, defaults: dict, allowed, flag: str, what: str) -> dict:
+    """``["key=value", ...]`` -> {key: value}, each value cast to the type of ``defaults[key]``; a key outside
+    ``allowed`` (or without ``=``) is a clear error naming ``flag`` and ``what`` the keys may be."""
+    out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep or key not in defaults or isinstance(defaults[key], (tuple, list)):
-            raise SystemExit(f"--fog takes KEY=VALUE with KEY a scalar FoGConfig field, got {item!r}")
+        if not sep or key not in allowed:
+            raise SystemExit(f"{flag} takes KEY=VALUE with KEY {what}, got {item!r}")
         kind = type(defaults[key])
         out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     return out
+
+
+def fog_overrides(items: list[str] | None) -> dict:
+    """``["num_envs=16", "actor_lr=1e-3"]`` -> FoGConfig keyword arguments (scalar fields)."""
+    from fog_trainer import FoGConfig
+
+    defaults = FoGConfig().to_dict()
+    scalar = [k for k, v in defaults.items() if not isinstance(v, (tuple, list))]
+    return parse_overrides(items, defaults, scalar, "--fog", "a scalar FoGConfig field")
 
 
 def ppo_overrides(items: list[str] | None) -> dict:
-    """``["n_steps=8", "normalize_reward=true"]`` -> PPOArgs keyword arguments for the PPO runs, each cast to its
-    field's default type (hyper-parameters only: the env, budget, seed and outputs are the benchmark's)."""
+    """``["n_steps=8", "normalize_reward=true"]`` -> PPOArgs keyword arguments for the PPO runs (hyper-parameters
+    only: the env, budget, seed and outputs are the benchmark's)."""
     from baselines import PPOArgs
 
-    defaults, out = PPOArgs().__dict__, {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or key not in PPO_TUNABLE:
-            raise SystemExit(f"--ppo takes KEY=VALUE with KEY one of {', '.join(PPO_TUNABLE)}, got {item!r}")
-        kind = type(defaults[key])
-        out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
-    return out
+    return parse_overrides(items, PPOArgs().__dict__, PPO_TUNABLE, "--ppo", f"one of {', '.join(PPO_TUNABLE)}")
 
 
 def fog_settings(prof: dict, args) -> dict:
