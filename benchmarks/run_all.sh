@@ -61,6 +61,7 @@ for s in $stages; do
                   [ $c = T4_seeds0-5 ] && cp -n $T/T4/runs/ppo_latent_*.json $T/T4_heldout/runs/ppo_latent_*.json $T/$c/runs/  # made above
                   python benchmarks/sample_efficiency.py --quick --algos fog,ppo_latent --seeds $seeds $P --out $T/$c
                 done
+                python benchmarks/sample_efficiency.py --quick --steps 200000 --algos ppo_latent --seeds 0,1 $P --out $T/T4_200k
                 python benchmarks/ppo_ground_truth.py --quick    # reads FoG's gym-pusht returns
                 python benchmarks/reference_policies.py --json $R/reference_policies.json ;;
     readme) python benchmarks/make_readme.py ;;
