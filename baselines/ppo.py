@@ -40,7 +40,7 @@ class PPOArgs:
     ent_coef: float = arg(0.0, 'entropy bonus')
     clip_range: float = arg(0.2, 'PPO clip')
     log_std_init: float = arg(0.0, "initial log std of the Gaussian policy over normalised actions (SB3's default 0: "
-                              "std 1, half of the samples clipped at the action box)")
+                              "std 1: about a third of the samples clipped at the action box)")
     normalize_reward: bool = arg(False, "scale rewards by a running std of the discounted return (SB3 VecNormalize, "
                                  "norm_reward only, as RL-Zoo does for continuous control); evaluation and the "
                                  "recorded returns stay raw")
@@ -71,28 +71,39 @@ def check_args(args: PPOArgs) -> None:
                          "only (in gym-pusht it is read from the true state, any obs_type)")
 
 
-def make_vec_env(args: PPOArgs, num_envs: int | None = None):
+def make_vec_env(args: PPOArgs, num_envs: int | None = None, training: bool = True):
     """The SB3 VecEnv (with episode statistics): over the native batched ``WM-PushT-v0``, or ``num_envs``
-    copies of the real gym-pusht (:class:`~baselines.ground_truth.PushTTruthEnv`) stepped in turn."""
-    import gymnasium as gym
-    from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+    copies of the real gym-pusht (:class:`~baselines.ground_truth.PushTTruthEnv`) stepped in turn.
+
+    With ``args.normalize_reward`` it is wrapped in ``VecNormalize`` (rewards only) outside ``VecMonitor``, so the
+    episode returns SB3 logs are the raw ones; with ``training=False`` (an evaluation env) the wrapper neither
+    updates nor applies its statistics, and is there so that SB3 can sync it with the training env's."""
+    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
     check_args(args)
+    env = VecMonitor(_raw_vec_env(args, num_envs or args.num_envs))
+    if args.normalize_reward:
+        env = VecNormalize(env, training=training, norm_obs=False, norm_reward=training, gamma=args.gamma)
+    return env
+
+
+def _raw_vec_env(args: PPOArgs, num_envs: int):
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
     if args.env == "gym-pusht":
         from .ground_truth import PushTTruthEnv
 
-        return VecMonitor(DummyVecEnv([lambda: PushTTruthEnv(args.obs_type, args.reward_type,
-                                                             action_offset=args.action_offset)
-                                       for _ in range(num_envs or args.num_envs)]))
+        return DummyVecEnv([lambda: PushTTruthEnv(args.obs_type, args.reward_type, action_offset=args.action_offset)
+                            for _ in range(num_envs)])
 
     import wm_gym  # noqa: F401  (registers the env)
 
     from .vec_env import SB3VecEnvAdapter
 
-    venv = gym.make_vec("WM-PushT-v0", num_envs=num_envs or args.num_envs, obs_type=args.obs_type,
-                        reward_type=args.reward_type, checkpoint=args.checkpoint, device=args.device,
-                        precision=args.precision)
-    return VecMonitor(SB3VecEnvAdapter(venv, action_offset=args.action_offset))
+    venv = gym.make_vec("WM-PushT-v0", num_envs=num_envs, obs_type=args.obs_type, reward_type=args.reward_type,
+                        checkpoint=args.checkpoint, device=args.device, precision=args.precision)
+    return SB3VecEnvAdapter(venv, action_offset=args.action_offset)
 
 
 class CurveCallback:
@@ -133,11 +144,6 @@ def train_ppo(args: PPOArgs, callback=None):
     out.mkdir(parents=True, exist_ok=True)
     env = make_vec_env(args)
     env.seed(args.seed)
-    if args.normalize_reward:
-        from stable_baselines3.common.vec_env import VecNormalize
-
-        # outside VecMonitor, so the episode returns SB3 logs (and the curve records) are the raw ones
-        env = VecNormalize(env, norm_obs=False, norm_reward=True, gamma=args.gamma)
     policy = "CnnPolicy" if args.obs_type == "pixels" else "MlpPolicy"
     model = PPO(policy, env, n_steps=args.n_steps, batch_size=args.batch_size, n_epochs=args.n_epochs,
                 learning_rate=args.learning_rate, gamma=args.gamma, gae_lambda=args.gae_lambda,
@@ -146,7 +152,7 @@ def train_ppo(args: PPOArgs, callback=None):
     curve = CurveCallback()
     callbacks = [curve.callback]
     if args.eval_freq > 0:
-        eval_env = make_vec_env(args, num_envs=8)
+        eval_env = make_vec_env(args, num_envs=8, training=False)
         eval_env.seed(args.seed + 10_000)
         callbacks.append(EvalCallback(eval_env, eval_freq=max(1, args.eval_freq // args.num_envs),
                                       n_eval_episodes=8, best_model_save_path=str(out), log_path=str(out)))

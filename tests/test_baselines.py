@@ -88,9 +88,10 @@ def test_ppo_reward_normalisation_and_initial_log_std(tiny_checkpoint, tmp_path)
     import torch
     from stable_baselines3.common.vec_env import VecNormalize
 
+    # eval_freq: SB3's EvalCallback syncs the normalisation statistics, so the eval env must be wrapped the same way
     args = PPOArgs(total_timesteps=64, num_envs=4, n_steps=8, batch_size=16, n_epochs=1, log_std_init=-1.0,
-                   normalize_reward=True, checkpoint=str(tiny_checkpoint), out=str(tmp_path), progress_bar=False,
-                   run_name="t")
+                   normalize_reward=True, eval_freq=32, checkpoint=str(tiny_checkpoint), out=str(tmp_path),
+                   progress_bar=False, run_name="t")
     model, _, out = train_ppo(args)
     assert isinstance(model.get_env(), VecNormalize)
     assert not model.get_env().norm_obs and model.get_env().norm_reward
