@@ -17,11 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from wm_gym.pusht import REWARD_TYPES
+
 from compare_fog_runs import markdown as fog_comparison_table  # a sibling script: benchmarks/ is on sys.path when run
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+TARGETS_BEGIN, TARGETS_END = "<!-- targets:begin -->", "<!-- targets:end -->"
 
 
 def _load(name: str):
@@ -45,6 +48,89 @@ def _ratio_text(ratio, short: bool = False) -> str:
     if isinstance(ratio, str):
         return ratio.split(" ")[0] if short else ratio
     return f"{ratio:.1f}x"
+
+
+def _md_table(name: str) -> list[dict]:
+    """The rows of the first markdown table in a benchmark's ``.md`` output, as dicts keyed by its header."""
+    p = RESULTS / name
+    if not p.exists():
+        return []
+    lines = [ln for ln in p.read_text().splitlines() if ln.startswith("|")]
+    if len(lines) < 2:
+        return []
+    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+    return [dict(zip(cells[0], row)) for row in cells[2:] if len(row) == len(cells[0])]
+
+
+def _target_row(issue: int, target: str, measured: str, met: bool | None, where: str) -> str:
+    verdict = "n/a" if met is None else "**met**" if met else "missed"
+    return f"| {issue} | {target} | {measured} | {verdict} | {where} |"
+
+
+def targets_section() -> str:
+    """The issues' numeric targets beside what the committed benchmark outputs measured (one row per target)."""
+    rows = []
+    es, fid = _load("env_speed.json"), _load("fidelity/fidelity.json")
+    if es:
+        wm, bf, gt = es["wm_vector_env_64"], es.get("wm_vector_env_64_bfloat16"), es["gym_pusht_pixels_64"]
+        rows.append(_target_row(3, "batched global step, 64 envs, float32: >= 300 env steps/s", f"{wm:.0f}", wm >= 300,
+                                "env-speed table"))
+        if bf is not None:
+            rows.append(_target_row(3, "stretch: faster than gym-pusht's pixel steps (same run)",
+                                    f"{wm:.0f} float32, {bf:.0f} bfloat16 vs {gt:.0f}", max(wm, bf) > gt, "env-speed table"))
+    if fid:
+        m = fid["model"]["16"]
+        for key, label, lim in (("agent_px", "agent error (px of 512)", 8), ("block_px", "T position error (px)", 10),
+                                ("angle_deg", "T angle error (deg)", 10), ("rew_mae_coverage", "reward MAE", 0.05)):
+            nd = 3 if lim < 1 else 1
+            rows.append(_target_row(3, f"16 open-loop steps, held-out episodes: {label} <= {lim}", f"{m[key]:.{nd}f}",
+                                    m[key] <= lim, "fidelity table"))
+    gt_metrics = json.loads((ROOT / "wm_gym/assets/pusht/metrics.json").read_text()).get("global_training", {})
+    for i, label in enumerate(REWARD_TYPES):  # the reward model's outputs, in this order
+        mae = gt_metrics.get(f"reward_real_mae_{i}")
+        if mae is not None:
+            rows.append(_target_row(3, f"reward model, held-out real frames: `{label}` reward MAE <= 0.03", f"{mae:.4f}",
+                                    mae <= 0.03, "`wm_gym/assets/pusht/metrics.json`"))
+    if "reward_goal_success_f1" in gt_metrics:
+        f1 = gt_metrics["reward_goal_success_f1"]
+        rows.append(_target_row(3, "reward model: success F1 >= 0.9 (held-out frames at and near the goal)", f"{f1:.2f}",
+                                f1 >= 0.9, "`wm_gym/assets/pusht/metrics.json`"))
+    jac = [r for r in _md_table("jacobian_speed.md") if r.get("method") == "analytic" and r.get("dtype") == "float32"
+           and r.get("dynamics MLP", "").startswith("shipped")]
+    if jac:
+        best = min(jac, key=lambda r: float(r["min ms"]))
+        ms = float(best["min ms"])
+        rows.append(_target_row(4, "Jacobians, batch 256 (d = 64, m = 2): <= 5 ms",
+                                f"{ms:.2f} ms ({best['threads']} thread{'s' if best['threads'] != '1' else ''}, min of "
+                                f"repeats; median {best['median ms']})", ms <= 5, "Jacobian table"))
+    gf = _load("gradient_fidelity.json")
+    if gf:
+        ref = "global-autograd, mean of 4 noises"
+        cos = {r["H"]: r["cos_mean"] for r in gf["rows"]
+               if r["reference"] == ref and r["reward"] == "dense" and r["gradient"] == "fog"}
+        for h, lim in ((1, 0.8), (16, 0.5)):
+            if h in cos:
+                rows.append(_target_row(4, f"gradient of the H = {h} dense return vs the global model's: mean cosine "
+                                           f">= {lim}", f"{cos[h]:.2f}", cos[h] >= lim,
+                                        f"gradient-fidelity table (`{ref}`)"))
+    for name, label in (("sample_efficiency_quick/summary.json", "the benchmark's PPO-latent (RL-Zoo-like settings)"),
+                        ("ppo_tuning/T4_seeds0-5/summary.json", "PPO-latent with settings for the 100k budget (T4)")):
+        se = _load(name)
+        r = (se or {}).get("ratios", {}).get("ppo_latent")
+        if r and not isinstance(r["ratio"], str):
+            rows.append(_target_row(7, f"sample efficiency, PPO steps / FoG steps to PPO's best: >= 20x, against {label}",
+                                    f"{r['ratio']:.1f}x ({len(se['seeds'])} seeds)", r["ratio"] >= 20,
+                                    "sample-efficiency tables"))
+    gc = _load("gradient_cost.json")
+    if gc:
+        t, mem = gc["bptt_over_fog_update_time"], gc["bptt_over_fog_memory"]
+        rows.append(_target_row(7, "one policy update (N = 64, H = 16): BPTT-through-diffusion time / FoG time >= 20x",
+                                f"{t:.1f}x (backward alone {gc['bptt_over_fog_backward_time']:.0f}x)", t >= 20,
+                                "gradient-cost table"))
+        rows.append(_target_row(7, "the same, memory >= 10x", f"{mem:.0f}x", mem >= 10, "gradient-cost table"))
+    if not rows:
+        return "No benchmark outputs yet."
+    return "\n".join(["| issue | target | measured | verdict | where |", "|---|---|---|---|---|", *rows])
 
 
 def _fog_comparison(name: str, heading: str, text: str) -> list[str]:
@@ -388,6 +474,12 @@ def section() -> str:
     return "\n".join(out)
 
 
+def _replace_block(text: str, begin: str, end: str, body: str) -> str:
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return head + begin + "\n" + body + "\n" + end + tail
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--check", action="store_true")
@@ -396,9 +488,9 @@ def main() -> int:
     if BEGIN not in readme or END not in readme:
         print(f"README.md lacks the markers {BEGIN} / {END}", file=sys.stderr)
         return 1
-    head, rest = readme.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    new = head + BEGIN + "\n" + section() + "\n" + END + tail
+    new = _replace_block(readme, BEGIN, END, section())
+    if TARGETS_BEGIN in new and TARGETS_END in new:
+        new = _replace_block(new, TARGETS_BEGIN, TARGETS_END, targets_section())
     if args.check:
         return 0 if new == readme else 1
     (ROOT / "README.md").write_text(new)
