@@ -155,6 +155,10 @@ def _fog_comparison_sections() -> list[str]:
         "`benchmarks/results/fog_envs_per_update/` (seeds 4, 5); `N = 8` rows are the runs of the table above, "
         "split by seeds. "
     ) + _fog_comparison(
+        "fog_tuning/compare.json", "FoG with other settings for the budget, against the PPO-latent with settings for it",
+        "Session 34 gave FoG the treatment session 33 gave PPO (`benchmarks/results/fog_tuning/README.md`): one change "
+        "at a time on seeds 0 and 1, against `T4`'s PPO runs of those seeds; the first row is the benchmark's FoG. "
+    ) + _fog_comparison(
         "sample_efficiency_reward_scale/compare.json",
         "Earlier: FoG before and after session 30's reward-scale fix, against the previous benchmark's PPO runs",
         "Until session 32 the benchmark ran FoG with N = 16, and its table "
