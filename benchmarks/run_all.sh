@@ -62,6 +62,16 @@ for s in $stages; do
                   python benchmarks/sample_efficiency.py --quick --algos fog,ppo_latent --seeds $seeds $P --out $T/$c
                 done
                 python benchmarks/sample_efficiency.py --quick --steps 200000 --algos ppo_latent --seeds 0,1 $P --out $T/T4_200k
+                # FoG with other settings, against T4's PPO runs of seeds 0, 1 (benchmarks/results/fog_tuning/README.md)
+                F=$R/fog_tuning
+                for c in F1 F2; do
+                  mkdir -p $F/$c/runs && cp $T/T4/runs/ppo_latent_{0,1}.json $F/$c/runs/
+                  python benchmarks/sample_efficiency.py --quick --algos fog,ppo_latent --seeds 0,1 $P \
+                    --fog $(case $c in F1) echo actor_lr=2e-3 ;; F2) echo init_log_std=-1.5 ;; esac) --out $F/$c
+                done
+                python benchmarks/compare_fog_runs.py --reference $T/T4 \
+                  --fog "benchmark's FoG (actor lr 1e-3, initial log std -0.5)=$T/T4" \
+                  --fog "F1: actor lr 2e-3=$F/F1" --fog "F2: initial log std -1.5=$F/F2" --json $F/compare.json
                 python benchmarks/ppo_ground_truth.py --quick    # reads FoG's gym-pusht returns
                 python benchmarks/reference_policies.py --json $R/reference_policies.json ;;
     readme) python benchmarks/make_readme.py ;;
