@@ -3,12 +3,13 @@
 #   DATA=data/pusht64 PROBE=runs/probe bash benchmarks/run_all.sh [STAGE ...]
 # Stages: machine collection speed gradients fidelity fog efficiency readme (default: all, in that order).
 # DATA is a collection made with `wm-gym collect` (the shipped model used --episodes 600 --seed 0);
-# PROBE a state probe made with `wm-gym train-probe --data $DATA --out $PROBE`.
+# PROBE a state probe made with `wm-gym train-probe --data $DATA --out $PROBE`; FRESH another collection (made if absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 R=benchmarks/results
 DATA=${DATA:-data/pusht64}
 PROBE=${PROBE:-runs/probe}
+FRESH=${FRESH:-data/pusht64_s3}   # a second collection (another --seed) that no model trained on
 CKPT=wm_gym/assets/pusht
 mkdir -p $R
 stages=${*:-machine collection speed gradients fidelity fog efficiency readme}
@@ -36,7 +37,11 @@ for s in $stages; do
     fidelity) wm-gym eval-fidelity --model $CKPT --probe "$PROBE" --data "$DATA" --out $R/fidelity --progress false
               wm-gym eval-fidelity --model $CKPT --probe "$PROBE" --data "$DATA" --out runs/fidelity_bfloat16 --progress false \
                 --precision bfloat16 --video-rollouts 0 && cp runs/fidelity_bfloat16/fidelity.{md,json} $R/fidelity_bfloat16/
-              python benchmarks/sampler_noise.py --global-model $CKPT/global_model --data "$DATA" --json $R/sampler_noise.json ;;
+              python benchmarks/sampler_noise.py --global-model $CKPT/global_model --data "$DATA" --json $R/sampler_noise.json
+              # the reward model on real frames: the training split's held-out episodes, and a collection it never saw
+              [ -d "$FRESH" ] || wm-gym collect --episodes 600 --out "$FRESH" --seed 3 --workers 2 --quiet
+              python benchmarks/reward_real.py --data "$DATA" --out $R/reward_model_data/shipped_pusht64.json > /dev/null
+              python benchmarks/reward_real.py --data "$FRESH" --heldout all --out $R/reward_model_data/shipped_fresh_s3.json > /dev/null ;;
     fog) python examples/fog_pusht.py --out runs/fog_example && cp runs/fog_example/summary.json $R/fog_example.json
          cp runs/fog_example/learning_curve.png $R/fog_learning_curve.png
          python benchmarks/ground_truth_eval.py --policy runs/fog_example/policy --seeds 50 --json $R/fog_ground_truth_50.json
@@ -62,6 +67,11 @@ for s in $stages; do
                   python benchmarks/sample_efficiency.py --quick --algos fog,ppo_latent --seeds $seeds $P --out $T/$c
                 done
                 python benchmarks/sample_efficiency.py --quick --steps 200000 --algos ppo_latent --seeds 0,1 $P --out $T/T4_200k
+                for c in T5 T6; do   # T4 + one change each (session 35; T4_epyc is T4's command rerun on that host)
+                  mkdir -p $T/$c/runs && cp $R/sample_efficiency_quick/runs/fog_{0,1}.json $T/$c/runs/
+                  python benchmarks/sample_efficiency.py --quick --algos fog,ppo_latent --seeds 0,1 $P --out $T/$c \
+                    $(case $c in T5) echo --ppo gamma=0.95 --ppo gae_lambda=0.9 ;; T6) echo --ppo n_epochs=20 ;; esac)
+                done
                 # FoG with other settings, against T4's PPO runs of seeds 0, 1 (benchmarks/results/fog_tuning/README.md)
                 F=$R/fog_tuning
                 for c in F1 F2; do

@@ -280,6 +280,17 @@ def test_make_readme_targets_read_the_outputs_and_judge_them(tmp_path, monkeypat
     assert "5x" in rows[2] and "| missed |" in rows[2]
     assert make_readme._md_table("absent.md") == []
 
+    # the reward model's rows: with a fresh collection's interval, the verdict is its upper end's
+    fresh = {"episodes": {"heldout": 600}, "heldout_all": {
+        "frames": 180000, "reward_model": {"coverage": 0.006, "dense": 0.027, "push": 0.029},
+        "reward_model_p5_p95": {"coverage": [0.005, 0.007], "dense": [0.025, 0.029], "push": [0.027, 0.031]}}}
+    (tmp_path / "reward_model_data").mkdir()
+    (tmp_path / "reward_model_data" / "shipped_pusht64.json").write_text(json.dumps({"episodes": {"heldout": 62}}))
+    (tmp_path / "reward_model_data" / "shipped_fresh_s3.json").write_text(json.dumps(fresh))
+    reward_rows = [r for r in make_readme.targets_section().splitlines() if "reward model, held-out" in r]
+    assert len(reward_rows) == 3 and all("62 validation episodes" in r and "180,000 frames" in r for r in reward_rows)
+    assert ["**met**" in r for r in reward_rows] == [True, True, False]  # push's upper end 0.031 > 0.03
+
 
 @pytest.fixture(scope="module")
 def tiny_policy(tiny_checkpoint, tmp_path_factory):
@@ -475,3 +486,44 @@ def test_sample_efficiency_ratio_bootstrap_resamples_paired_seeds():
     assert mixed["seeds"] == [0, 1]  # only seeds both algorithms ran
     assert mixed["ratio"]["p5"] == 0.0 and mixed["ratio"]["p95"] == pytest.approx(4.0)
     assert mixed == se.ratio_bootstrap(steps, {0: ppo, 1: ppo}, {0: fog, 1: never, 5: fog}, draws=400, seed=3)
+
+
+def test_reward_real_smoke_reads_labels_off_real_frames(tiny_checkpoint, tiny_dataset, tmp_path):
+    from wm_gym.models.state_probe import StateProbe
+
+    StateProbe(image_size=32, widths=(8, 8, 8), hidden=16).save_pretrained(tmp_path / "probe")
+    args = ["benchmarks/reward_real.py", "--model", str(tiny_checkpoint / "global_model"), "--data", str(tiny_dataset),
+            "--frames", "20", "--bootstrap", "50", "--probe", str(tmp_path / "probe")]
+    _run([*args, "--val-fraction", "0.5", "--out", str(tmp_path / "r.json")])
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["episodes"]["heldout"] + res["episodes"]["train"] == 6
+    for name in ("heldout_draw", "heldout_all", "train_draw"):
+        row = res[name]
+        assert set(row["reward_model"]) == set(res["reward_types"])
+        assert all(np.isfinite(v) and v >= 0 for v in row["reward_model"].values())
+        # the recorded labels are the formula of the recorded state: the check that the formula is the labels'
+        assert set(row["true_state_formula"]) == {"dense", "push"}
+        assert max(row["true_state_formula"].values()) < 1e-5
+        assert set(row["probe_formula"]) == {"dense", "push"}
+        assert row["probe_state_error"]["block_px"] > 0
+    assert res["heldout_draw"]["frames"] == res["train_draw"]["frames"] == 20
+    lo, hi = res["heldout_all"]["reward_model_p5_p95"]["dense"]
+    assert lo <= res["heldout_all"]["reward_model"]["dense"] <= hi
+
+    # the draw is the training script's: the same frames give the reward_real_mae_* it logs
+    from wm_gym.data import load_split
+    from wm_gym.models.global_model import GlobalModel
+    from wm_gym.pusht import PUSHT
+    from wm_gym.train_global import real_reward_frames, reward_eval
+
+    _, val = load_split(tiny_dataset, "val", 0.5, 0)
+    model = GlobalModel.from_pretrained(tiny_checkpoint / "global_model").float()
+    logs = reward_eval(model.reward_model, *real_reward_frames(val, PUSHT, 20, 0), "cpu", "")
+    for i, r in enumerate(res["reward_types"]):
+        assert res["heldout_draw"]["reward_model"][r] == pytest.approx(logs[f"mae_{i}"], rel=1e-4, abs=1e-6)
+
+    # a collection the model never saw: every episode is held out, and there is no training split
+    _run([*args, "--heldout", "all", "--out", str(tmp_path / "a.json")])
+    res = json.loads((tmp_path / "a.json").read_text())
+    assert res["episodes"] == {"heldout": 6} and "train_draw" not in res
+    assert res["heldout_all"]["frames"] == 6 * 24
