@@ -15,7 +15,7 @@ this script measures the same thing on every held-out transition and gives its s
 ``--heldout all`` treats every episode of ``--data`` as held out: for a collection the model never saw (another
 ``wm-gym collect --seed``), a test set many times larger than the validation split.
 
-    python benchmarks/reward_real.py --data data/pusht64 --out benchmarks/results/reward_model_data/shipped.json
+    python benchmarks/reward_real.py --data data/pusht64 --out benchmarks/results/reward_model_data/shipped_pusht64.json
 """
 
 from __future__ import annotations
@@ -31,13 +31,6 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _draw(lengths: list[int], n: int, seed: int) -> list[tuple[int, int]]:
-    """``n`` (episode, step) pairs of episodes with ``lengths`` transitions, drawn as
-    ``wm_gym.train_global.real_reward_frames`` draws them."""
-    rng = np.random.default_rng(seed)
-    return [(int(e), int(rng.integers(lengths[e]))) for e in rng.integers(len(lengths), size=n)]
-
-
 def _labels(ep: dict, reward_types) -> np.ndarray:
     return np.stack([ep["reward_" + r] for r in reward_types], -1).astype(np.float64)
 
@@ -46,6 +39,7 @@ def _episode_errors(episodes: list[dict], reward_types, predict, probe=None) -> 
     """Per episode, per transition: absolute errors (T, R) of the reward model, and of the formula on the true
     state and on the probe's reading (T, S) for the state labels. Episodes are read one at a time."""
     from wm_gym.data import frames_to_tensor
+    from wm_gym.models.state_probe import state_errors
     from wm_gym.pusht import STATE_REWARDS
 
     state_types = [r for r in reward_types if r in STATE_REWARDS]
@@ -55,17 +49,15 @@ def _episode_errors(episodes: list[dict], reward_types, predict, probe=None) -> 
         frames = ep["frames"][1:]
         labels = _labels(ep, reward_types)
         states = ep["states"][1:].astype(np.float64)
-        row = {"reward_model": np.abs(predict(frames) - labels),
-               "true_state_formula": np.abs(np.stack([STATE_REWARDS[r](states) for r in state_types], -1)
-                                            - labels[:, cols])}
+
+        def formula_error(state: np.ndarray) -> np.ndarray:
+            return np.abs(np.stack([STATE_REWARDS[r](state) for r in state_types], -1) - labels[:, cols])
+
+        row = {"reward_model": np.abs(predict(frames) - labels), "true_state_formula": formula_error(states)}
         if probe is not None:
             read = probe.read(frames_to_tensor(frames))
-            row["probe_formula"] = np.abs(np.stack([STATE_REWARDS[r](read) for r in state_types], -1)
-                                          - labels[:, cols])
-            err = read - states
-            row["probe_state_error"] = np.stack([
-                np.linalg.norm(err[:, 0:2], axis=1), np.linalg.norm(err[:, 2:4], axis=1),
-                np.degrees(np.abs((err[:, 4] + np.pi) % (2 * np.pi) - np.pi))], -1)
+            row["probe_formula"] = formula_error(read)
+            row["probe_state_error"] = np.stack(list(state_errors(read, states).values()), -1)
         out.append(row)
     return out
 
@@ -115,9 +107,9 @@ def main() -> None:
     from wm_gym.envs.core import DEFAULT_CHECKPOINT
     from wm_gym.models.global_model import GlobalModel
     from wm_gym.pusht import STATE_REWARDS
+    from wm_gym.train_global import real_reward_pairs
 
     torch.manual_seed(args.seed)
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     model_dir = args.model or str(DEFAULT_CHECKPOINT / "global_model")
     model = GlobalModel.from_pretrained(model_dir).float()
     reward_model = model.reward_model.eval()
@@ -135,9 +127,9 @@ def main() -> None:
         probe = StateProbe.from_pretrained(args.probe).eval()
     names = {"reward_model": types, "true_state_formula": [r for r in types if r in STATE_REWARDS],
              "probe_formula": [r for r in types if r in STATE_REWARDS],
-             "probe_state_error": ["agent_px", "block_px", "angle_deg"]}
+             "probe_state_error": ["agent_px", "block_px", "angle_deg"]}  # state_errors' keys, in its order
 
-    splits = {"heldout": "val" if args.heldout == "val" else "all"}
+    splits = {"heldout": args.heldout}  # load_split's names
     if args.heldout == "val":
         splits["train"] = "train"
     result = {"model": model_dir, "data": args.data, "heldout": args.heldout, "reward_types": types, "episodes": {}}
@@ -145,8 +137,8 @@ def main() -> None:
         _, episodes = load_split(args.data, split, args.val_fraction, args.seed, max_episodes=args.max_episodes)
         result["episodes"][name] = len(episodes)
         errors = _episode_errors(episodes, types, predict, probe)
+        pairs = real_reward_pairs(episodes, args.frames, args.seed)
         del episodes
-        pairs = _draw([len(e["reward_model"]) for e in errors], args.frames, args.seed)
         result[f"{name}_draw"] = _summary(errors, pairs, names, 0, args.seed)
         if name == "heldout":
             result["heldout_all"] = _summary(errors, None, names, args.bootstrap, args.seed)

@@ -332,9 +332,14 @@ def reward_eval(reward_model: RewardModel, frames: np.ndarray, rew: np.ndarray, 
     return logs
 
 
-def real_reward_frames(episodes: list[dict], task: TaskSpec, n: int, seed: int):
+def real_reward_pairs(episodes: list[dict], n: int, seed: int) -> list[tuple[int, int]]:
+    """``n`` random (episode, step) transitions of ``episodes``, the reward model's held-out draw."""
     rng = np.random.default_rng(seed)
-    pairs = [(e, int(rng.integers(len(episodes[e]["actions"])))) for e in rng.integers(len(episodes), size=n)]
+    return [(int(e), int(rng.integers(len(episodes[e]["actions"])))) for e in rng.integers(len(episodes), size=n)]
+
+
+def real_reward_frames(episodes: list[dict], task: TaskSpec, n: int, seed: int):
+    pairs = real_reward_pairs(episodes, n, seed)
     frames = np.stack([episodes[e]["frames"][t + 1] for e, t in pairs])
     rew = np.array([[episodes[e]["reward_" + r][t] for r in task.reward_types] for e, t in pairs], np.float32)
     succ = np.array([episodes[e]["coverage"][t + 1] > 0.95 for e, t in pairs], np.float32)
