@@ -232,6 +232,17 @@ def run_settings(algo: str, seed: int, prof: dict, args, schedule: list[int], gt
             **({"precision": args.precision} if args.precision != "float32" else {})}
 
 
+def run_host(device: str) -> str:
+    """What ran a run: the CPU's model name, or the GPU's on CUDA."""
+    import torch
+
+    from wm_gym.models.global_model import cpu_bf16_hardware
+
+    if str(device).startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return cpu_bf16_hardware()[0]
+
+
 def _load_result(path: Path) -> dict | None:
     """A saved run result, or None when there is none or it cannot be read (the run is then made again)."""
     if not path.exists():
@@ -347,6 +358,7 @@ def main() -> None:
     ground_truths: dict[str, list] = {a: [] for a in algos}
     gt_curves: dict[str, list] = {a: [] for a in algos}
     wall: dict[str, list] = {a: [] for a in algos}
+    hosts: dict[str, list] = {a: [] for a in algos}
     for algo in algos:
         if algo not in OBS_TYPE:
             raise SystemExit(f"unknown algorithm {algo!r}; choose from {', '.join(OBS_TYPE)}")
@@ -367,12 +379,16 @@ def main() -> None:
                     rows, policy, dt = run_fog(seed, prof, args, runs_dir, evaluate)
                 else:
                     rows, policy, dt = run_ppo(seed, prof, args, runs_dir, OBS_TYPE[algo], evaluate)
+                # the host is kept beside the settings, not in them: the same command gives another run on a CPU
+                # whose kernels round differently (benchmarks/results/ppo_tuning/README.md), and saved runs match
                 result = {"settings": settings, "rows": rows, "eval_rows": evaluate.rows, "wall_s": dt,
-                          "ground_truth": ground_truth(policy), "gt_rows": evaluate.gt_rows}
+                          "ground_truth": ground_truth(policy), "gt_rows": evaluate.gt_rows,
+                          "host": run_host(args.device)}
                 atomic_write_text(result_path, json.dumps(result, default=float))
             curves[algo].append(result["rows"])
             evals[algo].append(result["eval_rows"])
             wall[algo].append(result["wall_s"])
+            hosts[algo].append(result.get("host", "not recorded"))
             ground_truths[algo].append(result["ground_truth"])
             gt_curves[algo].append(result["gt_rows"])
             print(f"[{algo} seed {seed}] {result['wall_s']:.0f}s (evaluations included), eval returns "
@@ -407,6 +423,7 @@ def main() -> None:
             "final_ep_rew_mean": float(tm[-1]) if np.isfinite(tm[-1]) else None,
             "best_ep_rew_mean": float(np.nanmax(tm)) if np.isfinite(tm).any() else None,
             "wall_s_per_run": float(np.mean(wall[algo])),
+            "hosts": hosts[algo],  # per seed, in seed order ("not recorded": a run saved before session 36)
             "ground_truth": {k: float(np.mean([g[k] for g in gts])) for k in gts[0]} if gts else {},
             # the same at the gt_at checkpoints (mean over seeds; a checkpoint is recorded at its crossing step)
             "ground_truth_at": [{"env_steps": point, **{k: float(np.mean([rows[i][1][k] for rows in gt_curves[algo]]))

@@ -110,6 +110,9 @@ def test_sample_efficiency_smoke(tiny_checkpoint, tmp_path):
     assert {k: v for k, v in per_seed.items() if k != "seed"} == summary["ratios"]["ppo_latent"]
     # gym-pusht at the start and halfway as well as at the end
     assert [g["env_steps"] for g in summary["fog"]["ground_truth_at"]] == summary["gt_at"] == [0, schedule[1]]
+    # each run records what ran it (the CPU's model name): the same command gives another run on another CPU
+    from wm_gym.models.global_model import cpu_bf16_hardware
+    assert summary["fog"]["hosts"] == summary["ppo_latent"]["hosts"] == [cpu_bf16_hardware()[0]]
     # finished runs are kept: a rerun resumes (here: reuses both) and gives the same summary
     again = _run(["benchmarks/sample_efficiency.py", "--smoke", "--checkpoint", str(tiny_checkpoint), "--out",
                   str(tmp_path)])
