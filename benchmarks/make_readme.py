@@ -127,8 +127,9 @@ def targets_section() -> str:
                                         f"gradient-fidelity table (`{ref}`)"))
     for name, label in (("sample_efficiency_quick/summary.json", "the benchmark's PPO-latent (RL-Zoo-like settings)"),
                         ("ppo_tuning/T4_seeds0-5/summary.json", "PPO-latent with settings for the 100k budget (T4)"),
-                        ("ppo_tuning/T4_epyc_seeds0-5/summary.json",
-                         "T4 made again on an AMD EPYC host, with FoG's runs made again there too")):
+                        ("ppo_tuning/default_epyc/summary.json",
+                         "the benchmark's PPO-latent, both made again on an AMD EPYC host"),
+                        ("ppo_tuning/T4_epyc_seeds0-5/summary.json", "T4, both made again on an AMD EPYC host")):
         se = _load(name)
         r = (se or {}).get("ratios", {}).get("ppo_latent")
         if r and not isinstance(r["ratio"], str):
@@ -215,9 +216,9 @@ def _ppo_tuning_section() -> list[str]:
             "512, 10 epochs, lr 3e-4, initial log std 0). Each row changes some of them, everything else as the table "
             "above (same evaluation and checkpoints), and is scored against FoG's runs of the same seeds. Ratio = first "
             "crossing / sustained, on the seed-mean curves. The same command gives another run on another host (oneDNN "
-            "picks other kernels). T4_epyc, T5, T6 and T4_epyc_seeds0-5 ran on an AMD EPYC host, PPO and FoG alike "
-            "(T4_epyc is T4's command; the four rows share FoG's runs of seeds 0, 1); the other rows and their FoG runs "
-            "on the Intel host with AMX.\n",
+            "picks other kernels). default_epyc, T4_epyc, T5, T6 and T4_epyc_seeds0-5 ran on an AMD EPYC host, PPO and "
+            "FoG alike (default_epyc is the benchmark's own command, T4_epyc T4's; these rows share FoG's runs); the "
+            "other rows and their FoG runs on the Intel host with AMX.\n",
             "| run | PPO settings changed | seeds | PPO eval at 0 | final | best (at env steps) | FoG steps to PPO's best "
             "| ratio | per seed | PPO GT dense return (final) |",
             "|---|---|---|---|---|---|---|---|---|---|", *rows]
