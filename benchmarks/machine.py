@@ -19,9 +19,18 @@ import torch
 from wm_gym.models.global_model import cpu_bf16_hardware
 
 
+def host_name(device: str = "cpu") -> str:
+    """What runs work on ``device``: the GPU's name on CUDA, else the CPU's model name. Benchmarks that save runs
+    record it, because the same command gives other numbers on a CPU whose kernels round differently
+    (``benchmarks/results/ppo_tuning/README.md``)."""
+    if str(device).startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return cpu_bf16_hardware()[0]
+
+
 def describe() -> dict:
     model, bf16 = cpu_bf16_hardware()
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    gpu = host_name("cuda") if torch.cuda.is_available() else "no GPU"
     hardware = ", ".join(bf16) if bf16 else "no native bfloat16"
     return {"description": f"{os.cpu_count()} CPU cores ({model}, {platform.machine()}; {hardware}), {gpu}, "
                            f"torch {torch.__version__}",

@@ -67,14 +67,10 @@ for s in $stages; do
                   python benchmarks/sample_efficiency.py --quick --algos fog,ppo_latent --seeds $seeds $P --out $T/$c
                 done
                 python benchmarks/sample_efficiency.py --quick --steps 200000 --algos ppo_latent --seeds 0,1 $P --out $T/T4_200k
-                # T4_epyc, T4_epyc_seeds0-5 and default_epyc are not made here: they are the same commands made again on
-                # a second host, PPO and FoG alike (commands in the study README). A saved run is reused whatever host
-                # made it; its file records the host ("host"), and each summary.json lists them ("hosts").
-                for c in T5 T6; do   # T4 + one change each (session 35)
-                  mkdir -p $T/$c/runs && cp $R/sample_efficiency_quick/runs/fog_{0,1}.json $T/$c/runs/
-                  python benchmarks/sample_efficiency.py --quick --algos fog,ppo_latent --seeds 0,1 $P --out $T/$c \
-                    $(case $c in T5) echo --ppo gamma=0.95 --ppo gae_lambda=0.9 ;; T6) echo --ppo n_epochs=20 ;; esac)
-                done
+                # T4_epyc, T5, T6, T4_epyc_seeds0-5 and default_epyc are not made here: they were made on a second
+                # host (AMD EPYC), FoG and PPO alike, by the study README's commands. Each run file records its host
+                # ("host"), each summary.json lists them ("hosts"), and sample_efficiency.py refuses a summary that
+                # would combine runs of several hosts (--mixed-hosts allows it).
                 # FoG with other settings, against T4's PPO runs of seeds 0, 1 (benchmarks/results/fog_tuning/README.md)
                 F=$R/fog_tuning
                 for c in F1 F2; do

@@ -15,7 +15,9 @@ by the same two numbers against world-model env steps (every training step of th
 At the start, halfway and at the end the policy is also run in the real gym-pusht (``fog_trainer.evaluate``),
 and a constant target at the middle of the action box is scored by the same evaluation for scale. Each finished
 run is saved as ``OUT/runs/ALGO_SEED.json`` with the settings that made it; a rerun with the same settings
-reuses it, so an interrupted benchmark resumes at the run it was in.
+reuses it, so an interrupted benchmark resumes at the run it was in. Each run also records its host (the CPU's
+model name, or the GPU's); a summary that would combine runs of several hosts is refused unless ``--mixed-hosts``
+is given, because the same command gives other numbers on another CPU.
 
     python benchmarks/sample_efficiency.py --quick      # CPU profile, results in benchmarks/results/
     python benchmarks/sample_efficiency.py --full --device cuda
@@ -232,15 +234,24 @@ def run_settings(algo: str, seed: int, prof: dict, args, schedule: list[int], gt
             **({"precision": args.precision} if args.precision != "float32" else {})}
 
 
-def run_host(device: str) -> str:
-    """What ran a run: the CPU's model name, or the GPU's on CUDA."""
-    import torch
+NOT_RECORDED = "not recorded"  # the host of a run saved before session 36, when runs began to record it
 
-    from wm_gym.models.global_model import cpu_bf16_hardware
 
-    if str(device).startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    return cpu_bf16_hardware()[0]
+def check_one_host(hosts: dict[str, str], out: Path) -> None:
+    """Refuse a comparison whose runs come from several hosts. ``hosts`` maps each run of the summary (reused or to
+    be made) to the host that made or will make it (:data:`NOT_RECORDED` counts as a host of its own: nothing says
+    it is this one). The same command gives other numbers on another CPU, and the ratio moves with them (41.4x on
+    one host, 11.6x on another: ``benchmarks/results/ppo_tuning/README.md``), so a mixed comparison measures the
+    hosts as much as the algorithms."""
+    by_host: dict[str, list[str]] = {}
+    for run, host in hosts.items():
+        by_host.setdefault(host, []).append(run)
+    if len(by_host) > 1:
+        listed = "; ".join(f"{host}: {', '.join(runs)}" for host, runs in by_host.items())
+        raise SystemExit(
+            f"{out} would compare runs made on {len(by_host)} hosts ({listed}). The same command gives other numbers "
+            "on another CPU, so such a comparison measures the hosts as well as the algorithms. Give a new --out "
+            "(or copy only runs made on this host into one), or pass --mixed-hosts to compare them anyway.")
 
 
 def _load_result(path: Path) -> dict | None:
@@ -315,6 +326,9 @@ def main() -> None:
                    help="the world model's arithmetic for every algorithm and evaluation: float32, bfloat16 or auto "
                         "(bfloat16 is ~1.4x as fast on CPUs with AMX; runs are saved per precision)")
     p.add_argument("--out", default=None, help="output dir (default: benchmarks/results/sample_efficiency_PROFILE)")
+    p.add_argument("--mixed-hosts", action="store_true",
+                   help="allow the summary to combine saved runs made on another host (each run file records its "
+                        "host) with runs made on this one, or runs of several hosts; refused by default")
     args = p.parse_args()
     profile = next((n for n in PROFILES if getattr(args, n)), "quick")
     prof = dict(PROFILES[profile])
@@ -333,6 +347,7 @@ def main() -> None:
     from fog_trainer.evaluate import WorldModelEvaluator
     from wm_gym.io import atomic_write_text
     from wm_gym.envs import WorldModel
+    from machine import host_name
 
     task = WorldModel.load(args.checkpoint).task
     image_size = task.image_size
@@ -363,36 +378,45 @@ def main() -> None:
         if algo not in OBS_TYPE:
             raise SystemExit(f"unknown algorithm {algo!r}; choose from {', '.join(OBS_TYPE)}")
     seeds_of = algo_seeds(algos, prof["seeds"], args.algo_seeds)
+    this_host = host_name(args.device)
+    # a finished run is kept on disk with the settings that made it: an interrupted benchmark resumes. Which runs
+    # are reused is settled first, so that a comparison across hosts is refused before anything runs.
+    planned: list[tuple[str, int, Path, dict, dict | None]] = []
     for seed in sorted(set().union(*seeds_of.values())):
         for algo in algos:
             if seed not in seeds_of[algo]:
                 continue
-            # a finished run is kept on disk with the settings that made it: an interrupted benchmark resumes
             result_path = runs_dir / f"{algo}_{seed}.json"
             settings = run_settings(algo, seed, prof, args, schedule, gt_at, checkpoint_sha256)
             result = _load_result(result_path)
-            if result is not None and result.get("settings") == settings:
-                print(f"[{algo} seed {seed}] finished run reused from {result_path}", flush=True)
+            planned.append((algo, seed, result_path, settings,
+                            result if result is not None and result.get("settings") == settings else None))
+    if not args.mixed_hosts:
+        check_one_host({f"{algo} seed {seed}" + ("" if saved else " (to be made)"):
+                        saved.get("host", NOT_RECORDED) if saved else this_host
+                        for algo, seed, _, _, saved in planned}, out)
+    for algo, seed, result_path, settings, result in planned:
+        if result is not None:
+            print(f"[{algo} seed {seed}] finished run reused from {result_path}", flush=True)
+        else:
+            evaluate = ScheduledEval(evaluator_for(OBS_TYPE[algo]), schedule, ground_truth, gt_at)
+            if algo == "fog":
+                rows, policy, dt = run_fog(seed, prof, args, runs_dir, evaluate)
             else:
-                evaluate = ScheduledEval(evaluator_for(OBS_TYPE[algo]), schedule, ground_truth, gt_at)
-                if algo == "fog":
-                    rows, policy, dt = run_fog(seed, prof, args, runs_dir, evaluate)
-                else:
-                    rows, policy, dt = run_ppo(seed, prof, args, runs_dir, OBS_TYPE[algo], evaluate)
-                # the host is kept beside the settings, not in them: the same command gives another run on a CPU
-                # whose kernels round differently (benchmarks/results/ppo_tuning/README.md), and saved runs match
-                result = {"settings": settings, "rows": rows, "eval_rows": evaluate.rows, "wall_s": dt,
-                          "ground_truth": ground_truth(policy), "gt_rows": evaluate.gt_rows,
-                          "host": run_host(args.device)}
-                atomic_write_text(result_path, json.dumps(result, default=float))
-            curves[algo].append(result["rows"])
-            evals[algo].append(result["eval_rows"])
-            wall[algo].append(result["wall_s"])
-            hosts[algo].append(result.get("host", "not recorded"))
-            ground_truths[algo].append(result["ground_truth"])
-            gt_curves[algo].append(result["gt_rows"])
-            print(f"[{algo} seed {seed}] {result['wall_s']:.0f}s (evaluations included), eval returns "
-                  f"{[round(r, 1) for _, r in result['eval_rows']]}, ground truth {result['ground_truth']}", flush=True)
+                rows, policy, dt = run_ppo(seed, prof, args, runs_dir, OBS_TYPE[algo], evaluate)
+            # the host is kept beside the settings, not in them: the same command gives another run on a CPU
+            # whose kernels round differently, and saved runs keep matching their settings (check_one_host)
+            result = {"settings": settings, "rows": rows, "eval_rows": evaluate.rows, "wall_s": dt,
+                      "ground_truth": ground_truth(policy), "gt_rows": evaluate.gt_rows, "host": this_host}
+            atomic_write_text(result_path, json.dumps(result, default=float))
+        curves[algo].append(result["rows"])
+        evals[algo].append(result["eval_rows"])
+        wall[algo].append(result["wall_s"])
+        hosts[algo].append(result.get("host", NOT_RECORDED))
+        ground_truths[algo].append(result["ground_truth"])
+        gt_curves[algo].append(result["gt_rows"])
+        print(f"[{algo} seed {seed}] {result['wall_s']:.0f}s (evaluations included), eval returns "
+              f"{[round(r, 1) for _, r in result['eval_rows']]}, ground truth {result['ground_truth']}", flush=True)
 
     write_curves(out / "curves.csv", "ep_rew_mean", curves, seeds_of)
     write_curves(out / "eval_curves.csv", "eval_return", evals, seeds_of)
@@ -423,7 +447,7 @@ def main() -> None:
             "final_ep_rew_mean": float(tm[-1]) if np.isfinite(tm[-1]) else None,
             "best_ep_rew_mean": float(np.nanmax(tm)) if np.isfinite(tm).any() else None,
             "wall_s_per_run": float(np.mean(wall[algo])),
-            "hosts": hosts[algo],  # per seed, in seed order ("not recorded": a run saved before session 36)
+            "hosts": hosts[algo],  # per seed, in seed order (NOT_RECORDED: a run saved before session 36)
             "ground_truth": {k: float(np.mean([g[k] for g in gts])) for k in gts[0]} if gts else {},
             # the same at the gt_at checkpoints (mean over seeds; a checkpoint is recorded at its crossing step)
             "ground_truth_at": [{"env_steps": point, **{k: float(np.mean([rows[i][1][k] for rows in gt_curves[algo]]))

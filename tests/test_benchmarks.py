@@ -118,6 +118,20 @@ def test_sample_efficiency_smoke(tiny_checkpoint, tmp_path):
                   str(tmp_path)])
     assert again.count("finished run reused") == 2
     assert json.loads((tmp_path / "summary.json").read_text())["ratios"] == summary["ratios"]
+    # a saved run from another host is not silently compared with a run made here: refused before anything runs
+    fog_run = tmp_path / "runs" / f"fog_{summary['seeds'][0]}.json"
+    saved = fog_run.read_text()
+    fog_run.write_text(json.dumps({**json.loads(saved), "host": "Another CPU"}))
+    ppo_run = tmp_path / "runs" / f"ppo_latent_{summary['seeds'][0]}.json"
+    ppo_saved = ppo_run.read_text()
+    ppo_run.unlink()
+    refused = subprocess.run([sys.executable, "benchmarks/sample_efficiency.py", "--smoke", "--checkpoint",
+                              str(tiny_checkpoint), "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode != 0 and "--mixed-hosts" in refused.stderr and "Another CPU" in refused.stderr
+    assert "(to be made)" in refused.stderr and not ppo_run.exists()
+    fog_run.write_text(saved)
+    ppo_run.write_text(ppo_saved)
     # FoG's runs scored against saved PPO runs (here the same folder's) give the benchmark's own headline
     _run(["benchmarks/compare_fog_runs.py", "--reference", str(tmp_path), "--fog", f"N = same={tmp_path}",
           "--json", str(tmp_path / "compare.json")])
@@ -193,6 +207,20 @@ def test_sample_efficiency_saved_runs_are_tied_to_the_checkpoint_contents(tiny_c
     cfg["sampler"]["antithetic"] = not cfg["sampler"].get("antithetic", False)
     cfg_path.write_text(json.dumps(cfg))
     assert se.checkpoint_fingerprint(str(ckpt)) != before
+
+
+def test_sample_efficiency_refuses_to_compare_runs_of_several_hosts(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import sample_efficiency as se
+
+    se.check_one_host({"fog seed 0": "AMD EPYC", "ppo_latent seed 0 (to be made)": "AMD EPYC"}, tmp_path)
+    se.check_one_host({"fog seed 0": se.NOT_RECORDED, "ppo_latent seed 0": se.NOT_RECORDED}, tmp_path)
+    se.check_one_host({}, tmp_path)
+    # a run that does not say where it ran is not taken to be from this host
+    for other in ("Intel(R) Xeon(R)", se.NOT_RECORDED):
+        with pytest.raises(SystemExit, match="2 hosts.*--mixed-hosts") as e:
+            se.check_one_host({"fog seed 0": other, "ppo_latent seed 0 (to be made)": "AMD EPYC"}, tmp_path)
+        assert "fog seed 0" in str(e.value) and str(tmp_path) in str(e.value)
 
 
 def test_sample_efficiency_saved_runs_are_tied_to_the_precision():
