@@ -4,7 +4,8 @@ A change to FoG needs only FoG's runs again: this reads FoG's per-seed eval curv
 (``eval_curves.csv`` and ``summary.json``, as `sample_efficiency.py` writes them, e.g. one made with
 ``--algos fog``) and PPO's from the reference folder, checks that they were evaluated on the same schedule, and
 prints the benchmark's headline (:func:`sample_efficiency._ratio` on the seed-mean curves, and per seed) for each
-FoG, with its eval returns and gym-pusht returns, as a markdown table; ``--json`` writes the numbers too.
+FoG, with its eval returns and gym-pusht returns, as a markdown table; ``--json`` writes the numbers too. Like the
+benchmark, it refuses to score runs made on one host against runs made on another (``--mixed-hosts`` allows it).
 
     python benchmarks/compare_fog_runs.py --reference benchmarks/results/sample_efficiency_quick_n16 \\
         --fog before=benchmarks/results/sample_efficiency_quick_n16 --fog after=benchmarks/results/sample_efficiency_reward_scale
@@ -23,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sample_efficiency import _ratio, ground_truth_points, mean_curve  # noqa: E402
+from sample_efficiency import NOT_RECORDED, _ratio, check_one_host, ground_truth_points, mean_curve  # noqa: E402
 
 
 def read_eval_curves(folder: Path) -> dict[str, dict[int, list[tuple[int, float]]]]:
@@ -35,8 +36,17 @@ def read_eval_curves(folder: Path) -> dict[str, dict[int, list[tuple[int, float]
     return curves
 
 
-def fog_scores(name: str, folder: Path, ref_summary: dict, ppo: dict[int, list], reference: Path) -> dict:
-    """One FoG output's headline against the reference's PPO runs ``ppo`` ({seed: eval rows})."""
+def run_hosts(summary: dict, algo: str) -> dict[int, str]:
+    """{seed: host} of one algorithm's runs in a benchmark ``summary.json`` (:data:`NOT_RECORDED` where it has none:
+    summaries written before session 36)."""
+    seeds = summary.get("seeds_per_algo", {}).get(algo, summary.get("seeds", []))
+    hosts = summary.get(algo, {}).get("hosts") or [NOT_RECORDED] * len(seeds)
+    return dict(zip(seeds, hosts))
+
+
+def fog_scores(name: str, folder: Path, ref_summary: dict, ppo: dict[int, list], reference: Path,
+               ppo_algo: str = "ppo_latent", mixed_hosts: bool = False) -> dict:
+    """One FoG output's headline against the reference's PPO runs ``ppo`` ({seed: eval rows}) of ``ppo_algo``."""
     summary = json.loads((folder / "summary.json").read_text())
     for key in ("eval_schedule", "eval_envs", "eval_steps", "steps_per_run", "reward_type"):
         if summary[key] != ref_summary[key]:
@@ -50,6 +60,10 @@ def fog_scores(name: str, folder: Path, ref_summary: dict, ppo: dict[int, list],
     missing = [s for s in seeds if s not in ppo]
     if missing:
         raise SystemExit(f"{reference} has no PPO run for seeds {missing}")
+    if not mixed_hosts:
+        fog_hosts, ppo_hosts = run_hosts(summary, "fog"), run_hosts(ref_summary, ppo_algo)
+        check_one_host({**{f"{ppo_algo} seed {s} of {reference}": ppo_hosts.get(s, NOT_RECORDED) for s in seeds},
+                        **{f"fog seed {s} of {folder}": fog_hosts.get(s, NOT_RECORDED) for s in seeds}}, folder)
     fog_mean = mean_curve([fog[s] for s in seeds], points)[0]
     ppo_mean = mean_curve([ppo[s] for s in seeds], points)[0]
     per_seed = [{"seed": s, **_ratio(points, mean_curve([ppo[s]], points)[0], mean_curve([fog[s]], points)[0])}
@@ -65,14 +79,15 @@ def fmt_ratio(r) -> str:
     return f"{r:.1f}x" if isinstance(r, float) else str(r)
 
 
-def report(reference: Path, fogs: list[tuple[str, Path]], ppo: str = "ppo_latent") -> dict:
+def report(reference: Path, fogs: list[tuple[str, Path]], ppo: str = "ppo_latent", mixed_hosts: bool = False) -> dict:
     """The numbers: ``{"reference", "ppo", "eval_schedule", "fog": [one :func:`fog_scores` per FoG output]}``."""
     ref_summary = json.loads((reference / "summary.json").read_text())
     ppo_runs = read_eval_curves(reference)[ppo]
     if not ppo_runs:
         raise SystemExit(f"{reference}/eval_curves.csv has no {ppo} runs")
     return {"reference": str(reference), "ppo": ppo, "eval_schedule": ref_summary["eval_schedule"],
-            "fog": [fog_scores(name, folder, ref_summary, ppo_runs, reference) for name, folder in fogs]}
+            "fog": [fog_scores(name, folder, ref_summary, ppo_runs, reference, ppo, mixed_hosts)
+                    for name, folder in fogs]}
 
 
 def markdown(rep: dict) -> list[str]:
@@ -107,6 +122,7 @@ def main(argv=None) -> int:
     p.add_argument("--ppo", default="ppo_latent", help="which PPO of the reference")
     p.add_argument("--fog", action="append", required=True, metavar="NAME=DIR", help="a FoG benchmark output, named in the table (split at the last '=', so NAME may hold one)")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--mixed-hosts", action="store_true", help="score FoG runs against PPO runs of another host")
     args = p.parse_args(argv)
     fogs = []
     for item in args.fog:
@@ -114,7 +130,7 @@ def main(argv=None) -> int:
         if not sep or not name:
             raise SystemExit(f"--fog takes NAME=DIR, got {item!r}")
         fogs.append((name, Path(folder)))
-    rep = report(args.reference, fogs, args.ppo)
+    rep = report(args.reference, fogs, args.ppo, args.mixed_hosts)
     print("\n".join(markdown(rep)))
     if args.json:
         args.json.write_text(json.dumps(rep, indent=2, default=float))

@@ -145,6 +145,19 @@ def test_sample_efficiency_smoke(tiny_checkpoint, tmp_path):
                       *zip(same["ratios_per_seed"], summary["ratios_per_seed"]["ppo_latent"])]:
         assert got.keys() == want.keys() and all(close(got[k], want[k]) for k in want), (got, want)
     assert same["eval_return"] == pytest.approx(summary["fog"]["eval_return"], abs=1e-4)
+    # FoG runs of another host are not scored against these PPO runs unless asked to
+    import shutil
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import compare_fog_runs as cfr
+
+    other = tmp_path / "other_host"
+    other.mkdir()
+    shutil.copy(tmp_path / "eval_curves.csv", other)
+    (other / "summary.json").write_text(json.dumps({**summary, "fog": {**summary["fog"], "hosts": ["Another CPU"]}}))
+    with pytest.raises(SystemExit, match="Another CPU.*--mixed-hosts"):
+        cfr.report(tmp_path, [("other", other)])
+    assert cfr.report(tmp_path, [("other", other)], mixed_hosts=True)["fog"][0]["ratio"] == same["ratio"]
 
 
 def test_sample_efficiency_smoke_ppo_pixels(tiny_checkpoint64, tmp_path):
