@@ -191,6 +191,12 @@ def _fog_comparison_sections() -> list[str]:
     )
 
 
+def _hosts_text(se: dict, algos=("fog", "ppo_latent")) -> str:
+    """The hosts that made a sample-efficiency summary's runs, as its runs recorded them (``"hosts"``)."""
+    hosts = {h for a in algos if a in se for h in se[a].get("hosts") or ["not recorded"]}
+    return " + ".join(sorted(hosts))
+
+
 def _ppo_tuning_section() -> list[str]:
     """PPO-latent with other hyper-parameters (``sample_efficiency.py --ppo``), each folder of
     ``benchmarks/results/ppo_tuning/`` against the benchmark's FoG runs of the same seeds."""
@@ -204,7 +210,8 @@ def _ppo_tuning_section() -> list[str]:
         settings = ", ".join(f"{k} = {v}" for k, v in se.get("ppo_overrides", {}).items()) or "the defaults"
         per_seed = " / ".join(_ratio_text(q["ratio"], True) for q in se["ratios_per_seed"]["ppo_latent"])
         best_at = "its start" if r["ppo_steps"] == 0 else f"{_f(r['ppo_steps'], 0)}"
-        rows.append(f"| {path.parent.name} | {settings} | {', '.join(map(str, seeds))} | {_f(s['first_eval_return'], 1)} | "
+        rows.append(f"| {path.parent.name} | {_hosts_text(se)} | {settings} | {', '.join(map(str, seeds))} | "
+                    f"{_f(s['first_eval_return'], 1)} | "
                     f"{_f(s['final_eval_return'], 1)} | {_f(s['best_eval_return'], 1)} at {best_at} | "
                     f"{_f(r['fog_steps'], 0)} | {_ratio_text(r['ratio'])} / {_ratio_text(r['ratio_sustained'])} | "
                     f"{per_seed} | {_f(s['ground_truth'].get('mean_return_dense'), 1)} |")
@@ -216,12 +223,13 @@ def _ppo_tuning_section() -> list[str]:
             "512, 10 epochs, lr 3e-4, initial log std 0). Each row changes some of them, everything else as the table "
             "above (same evaluation and checkpoints), and is scored against FoG's runs of the same seeds. Ratio = first "
             "crossing / sustained, on the seed-mean curves. The same command gives another run on another host (oneDNN "
-            "picks other kernels). default_epyc, T4_epyc, T5, T6 and T4_epyc_seeds0-5 ran on an AMD EPYC host, PPO and "
-            "FoG alike (default_epyc is the benchmark's own command, T4_epyc T4's; these rows share FoG's runs); the "
-            "other rows and their FoG runs on the Intel host with AMX.\n",
-            "| run | PPO settings changed | seeds | PPO eval at 0 | final | best (at env steps) | FoG steps to PPO's best "
-            "| ratio | per seed | PPO GT dense return (final) |",
-            "|---|---|---|---|---|---|---|---|---|---|", *rows]
+            "picks other kernels), so each row's PPO and FoG runs come from one host: the one its run files record "
+            "(runs saved before session 36 record none; they ran on the Intel host with AMX that `machine.json` "
+            "describes). default_epyc is the benchmark's own command made again on the second host, T4_epyc T4's; the "
+            "AMD rows share FoG's runs.\n",
+            "| run | host | PPO settings changed | seeds | PPO eval at 0 | final | best (at env steps) | FoG steps to "
+            "PPO's best | ratio | per seed | PPO GT dense return (final) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|", *rows]
 
 
 def _ppo_ground_truth_section() -> list[str]:
