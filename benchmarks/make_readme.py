@@ -127,14 +127,15 @@ def targets_section() -> str:
                                         f"gradient-fidelity table (`{ref}`)"))
     for name, label in (("sample_efficiency_quick/summary.json", "the benchmark's PPO-latent (RL-Zoo-like settings)"),
                         ("ppo_tuning/T4_seeds0-5/summary.json", "PPO-latent with settings for the 100k budget (T4)"),
-                        ("ppo_tuning/default_epyc/summary.json",
-                         "the benchmark's PPO-latent, both made again on an AMD EPYC host"),
-                        ("ppo_tuning/T4_epyc_seeds0-5/summary.json", "T4, both made again on an AMD EPYC host")):
+                        ("ppo_tuning/default_epyc/summary.json", "the benchmark's PPO-latent, both made again"),
+                        ("ppo_tuning/T4_epyc_seeds0-5/summary.json", "T4, both made again")):
         se = _load(name)
         r = (se or {}).get("ratios", {}).get("ppo_latent")
         if r and not isinstance(r["ratio"], str):
+            host = _hosts_text(se)
+            host = "Intel host, not recorded in its runs" if host == "not recorded" else f"{host} host"
             rows.append(_target_row(7, f"sample efficiency, PPO steps / FoG steps to PPO's best: >= 20x, against {label}",
-                                    f"{r['ratio']:.1f}x ({len(se['seeds'])} seeds)", r["ratio"] >= 20,
+                                    f"{r['ratio']:.1f}x ({len(se['seeds'])} seeds; {host})", r["ratio"] >= 20,
                                     "sample-efficiency tables"))
     gc = _load("gradient_cost.json")
     if gc:
