@@ -571,3 +571,24 @@ def test_reward_real_smoke_reads_labels_off_real_frames(tiny_checkpoint, tiny_da
     res = json.loads((tmp_path / "a.json").read_text())
     assert res["episodes"] == {"heldout": 6} and "train_draw" not in res
     assert res["heldout_all"]["frames"] == 6 * 24
+
+
+def test_same_runs_compares_results_not_wall_times_or_hosts(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import same_runs
+
+    run = {"settings": {"algo": "fog", "seed": 0}, "eval_rows": [[0, -430.0], [2048, -420.0]],
+           "rows": [[19456, -438.5, 300.0, 781.4, 64]], "ground_truth": {"mean_return_dense": -470.0},
+           "gt_rows": [[0, {"mean_return_dense": -472.0}]], "wall_s": 1000.0, "host": "AMD EPYC"}
+    for name, r in (("a", run), ("b", {**run, "wall_s": 2000.0, "rows": [[19456, -438.5, 300.0, 900.0, 64]]})):
+        (tmp_path / name / "runs").mkdir(parents=True)
+        (tmp_path / name / "runs" / "fog_0.json").write_text(json.dumps(r))
+    assert same_runs.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert "the same runs" in capsys.readouterr().out
+    (tmp_path / "b" / "runs" / "fog_0.json").write_text(json.dumps({**run, "eval_rows": [[0, -430.0], [2048, -419.5]]}))
+    assert same_runs.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 1
+    assert "| fog_0 | yes | 0.5 | 0 | 0 |" in capsys.readouterr().out
+    assert same_runs.main([str(tmp_path / "a"), str(tmp_path / "b"), "--tolerance", "1"]) == 0
+    (tmp_path / "b" / "runs" / "fog_0.json").write_text(json.dumps({**run, "settings": {"algo": "fog", "seed": 1}}))
+    assert same_runs.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 1
+    assert same_runs.main([str(tmp_path / "a"), str(tmp_path / "nothing")]) == 1
