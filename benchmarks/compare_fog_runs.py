@@ -48,11 +48,17 @@ def fog_scores(name: str, folder: Path, ref_summary: dict, ppo: dict[int, list],
                ppo_algo: str = "ppo_latent", mixed_hosts: bool = False) -> dict:
     """One FoG output's headline against the reference's PPO runs ``ppo`` ({seed: eval rows}) of ``ppo_algo``."""
     summary = json.loads((folder / "summary.json").read_text())
-    for key in ("eval_schedule", "eval_envs", "eval_steps", "steps_per_run", "reward_type"):
+    for key in ("eval_envs", "eval_steps", "steps_per_run", "reward_type"):
         if summary[key] != ref_summary[key]:
             raise SystemExit(f"{folder} and {reference} differ in {key} ({summary[key]} vs {ref_summary[key]}): "
                              "their curves cannot be compared; run both with the same profile")
-    points = np.array(summary["eval_schedule"], float)
+    # FoG may have been evaluated at more points (sample_efficiency.py --eval-extra), never at fewer
+    missing_points = sorted(set(ref_summary["eval_schedule"]) - set(summary["eval_schedule"]))
+    if missing_points:
+        raise SystemExit(f"{folder} was not evaluated at {missing_points} env steps, where {reference} was: "
+                         "run both with the same profile (--eval-extra may only add points)")
+    points = np.array(ref_summary["eval_schedule"], float)
+    fog_points = np.array(summary["eval_schedule"], float)
     fog = read_eval_curves(folder)["fog"]
     if not fog:
         raise SystemExit(f"{folder}/eval_curves.csv has no FoG runs")
@@ -62,17 +68,22 @@ def fog_scores(name: str, folder: Path, ref_summary: dict, ppo: dict[int, list],
         raise SystemExit(f"{reference} has no PPO run for seeds {missing}")
     if not mixed_hosts:
         fog_hosts, ppo_hosts = run_hosts(summary, "fog"), run_hosts(ref_summary, ppo_algo)
-        check_one_host({**{f"{ppo_algo} seed {s} of {reference}": ppo_hosts.get(s, NOT_RECORDED) for s in seeds},
-                        **{f"fog seed {s} of {folder}": fog_hosts.get(s, NOT_RECORDED) for s in seeds}}, folder)
-    fog_mean = mean_curve([fog[s] for s in seeds], points)[0]
+        check_one_host({**{f"{ppo_algo} seed {s} of the reference": ppo_hosts.get(s, NOT_RECORDED) for s in seeds},
+                        **{f"fog seed {s}": fog_hosts.get(s, NOT_RECORDED) for s in seeds}},
+                       f"Scoring {folder} against {reference}")
+    fog_mean = mean_curve([fog[s] for s in seeds], fog_points)[0]
     ppo_mean = mean_curve([ppo[s] for s in seeds], points)[0]
-    per_seed = [{"seed": s, **_ratio(points, mean_curve([ppo[s]], points)[0], mean_curve([fog[s]], points)[0])}
-                for s in seeds]
+    per_seed = [{"seed": s, **_ratio(points, mean_curve([ppo[s]], points)[0], mean_curve([fog[s]], fog_points)[0],
+                                     fog_points)} for s in seeds]
     gt = ground_truth_points(summary, "fog")
+    on_reference_points = np.isin(fog_points, points)
     return {"name": name, "folder": str(folder), "seeds": seeds, "fog_config": summary["fog_config"],
-            "eval_return": [float(x) for x in fog_mean], "ratio": _ratio(points, ppo_mean, fog_mean),
-            "ratios_per_seed": per_seed,
-            "gt_dense": [round(r, 1) for _, r in gt], "gt_at": [steps for steps, _ in gt]}
+            "eval_return": [float(x) for x in fog_mean[on_reference_points]],
+            "ratio": _ratio(points, ppo_mean, fog_mean, fog_points), "ratios_per_seed": per_seed,
+            "gt_dense": [round(r, 1) for _, r in gt], "gt_at": [steps for steps, _ in gt],
+            # where FoG was evaluated at more points than the reference: all of them (its crossing is read on them)
+            **({"fog_eval_schedule": summary["eval_schedule"], "fog_eval_return": [float(x) for x in fog_mean]}
+               if len(fog_points) > len(points) else {})}
 
 
 def fmt_ratio(r) -> str:
@@ -104,15 +115,24 @@ def markdown(rep: dict) -> list[str]:
         + ["steps to PPO's best", "ratio", "sustained", "per seed",
            "gym-pusht dense at " + " / ".join(f"{s:,}" for s in rep["fog"][0]["gt_at"])]
     lines = [head, "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    finer = []
     for r in rep["fog"]:
         rr = r["ratio"]
-        cells = [r["name"], ",".join(map(str, r["seeds"])), ", ".join(f"{x:.1f}" for x in r["eval_return"])]
+        if "fog_eval_schedule" in r:
+            finer.append(f"{r['name']}: FoG also evaluated at "
+                         + ", ".join(f"{s:,} ({x:.1f})" for s, x in zip(r["fog_eval_schedule"], r["fog_eval_return"])
+                                     if s not in rep["eval_schedule"]))
+        cells = [r["name"] + (" *" if "fog_eval_schedule" in r else ""), ",".join(map(str, r["seeds"])),
+                 ", ".join(f"{x:.1f}" for x in r["eval_return"])]
         if per_row:
             cells.append(f"{rr['ppo_best']:.2f} ({rr['ppo_steps']:,.0f})")
         cells += [f"{rr['fog_steps']:,.0f}", fmt_ratio(rr["ratio"]), fmt_ratio(rr["ratio_sustained"]),
                   ", ".join(fmt_ratio(q["ratio"]) for q in r["ratios_per_seed"]),
                   " / ".join(f"{g:.1f}" for g in r["gt_dense"])]
         lines.append("| " + " | ".join(cells) + " |")
+    if finer:
+        lines.append("\n\\* FoG's steps to PPO's best read on its own, finer evaluation schedule "
+                     "(`sample_efficiency.py --eval-extra`; seed-mean eval return in brackets): " + "; ".join(finer) + ".")
     return lines
 
 

@@ -76,6 +76,21 @@ def eval_schedule(total: int, first: int, points: int) -> list[int]:
     return [0] + sorted({int(round(x)) for x in grid})
 
 
+def with_extra_points(schedule: list[int], extra: str | None, total: int) -> list[int]:
+    """``schedule`` with the env-step counts of ``extra`` ("256,512,...") added, sorted; a count outside
+    (0, ``total``) is a clear error."""
+    if not extra:
+        return schedule
+    try:
+        points = {int(x) for x in extra.split(",")}
+    except ValueError:
+        raise SystemExit(f"--eval-extra takes env-step counts separated by commas, e.g. 256,512; got {extra!r}")
+    bad = sorted(x for x in points if not 0 < x < total)
+    if bad:
+        raise SystemExit(f"--eval-extra points must lie between 0 and the budget ({total:,} steps); got {bad}")
+    return sorted(set(schedule) | points)
+
+
 def ground_truth_summary(policy, prof: dict, image_size: int = 64) -> dict:
     """The policy in gym-pusht: one deterministic episode of ``prof["gt_steps"]`` steps from each of the seeds
     ``GT_SEED0, GT_SEED0 + 1, ...`` (``prof["gt_seeds"]`` of them); the means of
@@ -237,21 +252,23 @@ def run_settings(algo: str, seed: int, prof: dict, args, schedule: list[int], gt
 NOT_RECORDED = "not recorded"  # the host of a run saved before session 36, when runs began to record it
 
 
-def check_one_host(hosts: dict[str, str], out: Path) -> None:
-    """Refuse a comparison whose runs come from several hosts. ``hosts`` maps each run of the summary (reused or to
-    be made) to the host that made or will make it (:data:`NOT_RECORDED` counts as a host of its own: nothing says
-    it is this one). The same command gives other numbers on another CPU, and the ratio moves with them (41.4x on
-    one host, 11.6x on another: ``benchmarks/results/ppo_tuning/README.md``), so a mixed comparison measures the
-    hosts as much as the algorithms."""
+def check_one_host(hosts: dict[str, str], what: Path | str) -> None:
+    """Refuse a comparison whose runs come from several hosts. ``hosts`` maps each run of the comparison (reused or
+    to be made) to the host that made or will make it (:data:`NOT_RECORDED` counts as a host of its own: nothing
+    says it is this one); ``what`` names the comparison in the message. The same command gives other numbers on
+    another CPU, and the ratio moves with them (41.4x on one host, 11.6x on another:
+    ``benchmarks/results/ppo_tuning/README.md``), so a mixed comparison measures the hosts as much as the
+    algorithms."""
     by_host: dict[str, list[str]] = {}
     for run, host in hosts.items():
         by_host.setdefault(host, []).append(run)
     if len(by_host) > 1:
         listed = "; ".join(f"{host}: {', '.join(runs)}" for host, runs in by_host.items())
         raise SystemExit(
-            f"{out} would compare runs made on {len(by_host)} hosts ({listed}). The same command gives other numbers "
-            "on another CPU, so such a comparison measures the hosts as well as the algorithms. Give a new --out "
-            "(or copy only runs made on this host into one), or pass --mixed-hosts to compare them anyway.")
+            f"{what} would compare runs made on {len(by_host)} hosts ({listed}). The same command gives other numbers "
+            "on another CPU, so such a comparison measures the hosts as well as the algorithms. Compare runs of one "
+            "host (for the benchmark: a new --out, or one holding only this host's runs), or pass --mixed-hosts to "
+            "compare them anyway.")
 
 
 def _load_result(path: Path) -> dict | None:
@@ -326,6 +343,10 @@ def main() -> None:
                    help="the world model's arithmetic for every algorithm and evaluation: float32, bfloat16 or auto "
                         "(bfloat16 is ~1.4x as fast on CPUs with AMX; runs are saved per precision)")
     p.add_argument("--out", default=None, help="output dir (default: benchmarks/results/sample_efficiency_PROFILE)")
+    p.add_argument("--eval-extra", default=None, metavar="STEPS",
+                   help="more evaluation points besides the profile's, e.g. 256,512,1024 to resolve where FoG crosses "
+                        "PPO's best before the first checkpoint (benchmarks/compare_fog_runs.py scores such runs against "
+                        "PPO runs of the profile's schedule); runs are saved per schedule")
     p.add_argument("--mixed-hosts", action="store_true",
                    help="allow the summary to combine saved runs made on another host (each run file records its "
                         "host) with runs made on this one, or runs of several hosts; refused by default")
@@ -362,6 +383,7 @@ def main() -> None:
         return evaluators[obs_type]
     schedule = eval_schedule(prof["steps"], prof["eval_first"], prof["eval_points"])
     gt_at = (schedule[0], schedule[len(schedule) // 2])  # gym-pusht at the start and halfway (and at the end)
+    schedule = with_extra_points(schedule, args.eval_extra, prof["steps"])  # gt_at stays the profile's
     checkpoint_sha256 = checkpoint_fingerprint(args.checkpoint)  # once: every saved run is checked against it
 
     def ground_truth(policy) -> dict:
@@ -531,9 +553,11 @@ def _first_finite(curve: np.ndarray) -> float | None:
     return float(finite[0]) if len(finite) else None
 
 
-def _ratio(steps: np.ndarray, ppo: np.ndarray, fog: np.ndarray) -> dict:
+def _ratio(steps: np.ndarray, ppo: np.ndarray, fog: np.ndarray, fog_grid: np.ndarray | None = None) -> dict:
     """PPO's steps to its best return / FoG's steps to the same return (both linearly interpolated); and the
-    same with FoG's steps from which it *stays* at or above that return (``ratio_sustained``)."""
+    same with FoG's steps from which it *stays* at or above that return (``ratio_sustained``). FoG's curve is on
+    ``fog_grid`` when given (FoG evaluated at more points than PPO), else on ``steps`` as PPO's."""
+    fog_grid = steps if fog_grid is None else fog_grid
     best = float(np.nanmax(ppo))
     ppo_steps = steps_to_reach(steps, ppo, best)
 
@@ -544,7 +568,7 @@ def _ratio(steps: np.ndarray, ppo: np.ndarray, fog: np.ndarray) -> dict:
             return "undefined (FoG's initial policy already scores PPO's best)"
         return ppo_steps / fog_steps
 
-    fog_steps, fog_stay = steps_to_reach(steps, fog, best), steps_to_stay(steps, fog, best)
+    fog_steps, fog_stay = steps_to_reach(fog_grid, fog, best), steps_to_stay(fog_grid, fog, best)
     return {"ppo_best": best, "ppo_steps": ppo_steps, "fog_steps": fog_steps, "ratio": ratio_for(fog_steps),
             "fog_steps_sustained": fog_stay, "ratio_sustained": ratio_for(fog_stay)}
 

@@ -161,10 +161,12 @@ def test_sample_efficiency_smoke(tiny_checkpoint, tmp_path):
 
 
 def test_sample_efficiency_smoke_ppo_pixels(tiny_checkpoint64, tmp_path):
-    # PPO's CnnPolicy is scored by the same world-model evaluation, acting on frames
+    # PPO's CnnPolicy is scored by the same world-model evaluation, acting on frames (here with an evaluation
+    # point added to the profile's: gym-pusht is still scored at the profile's midpoint)
     _run(["benchmarks/sample_efficiency.py", "--smoke", "--algos", "fog,ppo_pixels", "--checkpoint",
-          str(tiny_checkpoint64), "--out", str(tmp_path)], timeout=600)
+          str(tiny_checkpoint64), "--out", str(tmp_path), "--eval-extra", "128"], timeout=600)
     summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["eval_schedule"][:2] == [0, 128] and summary["gt_at"] == [0, summary["eval_schedule"][2]]
     assert len(summary["ppo_pixels"]["eval_return"]) == len(summary["eval_schedule"])
     assert "ppo_pixels" in summary["ratios"] and "mean_max_coverage" in summary["ppo_pixels"]["ground_truth"]
 
@@ -592,3 +594,50 @@ def test_same_runs_compares_results_not_wall_times_or_hosts(tmp_path, capsys):
     (tmp_path / "b" / "runs" / "fog_0.json").write_text(json.dumps({**run, "settings": {"algo": "fog", "seed": 1}}))
     assert same_runs.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 1
     assert same_runs.main([str(tmp_path / "a"), str(tmp_path / "nothing")]) == 1
+
+
+def _fake_benchmark_output(folder: Path, schedule: list[int], curves: dict[str, dict[int, list[float]]]) -> None:
+    """A sample_efficiency.py output folder (summary.json, eval_curves.csv) with the given eval curves."""
+    folder.mkdir(parents=True)
+    summary = {"eval_schedule": schedule, "eval_envs": 2, "eval_steps": 5, "steps_per_run": schedule[-1],
+               "reward_type": "dense", "fog_config": {}, "gt_at": [0],
+               "seeds_per_algo": {a: sorted(c) for a, c in curves.items()}}
+    for algo, runs in curves.items():
+        summary[algo] = {"hosts": ["AMD EPYC"] * len(runs), "ground_truth": {"mean_return_dense": -400.0},
+                         "ground_truth_at": [{"env_steps": 0, "mean_return_dense": -470.0}]}
+    with open(folder / "eval_curves.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["algo", "seed", "env_steps", "eval_return"])
+        for algo, runs in curves.items():
+            for seed, values in runs.items():
+                w.writerows([algo, seed, s, v] for s, v in zip(schedule, values))
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def test_compare_fog_runs_reads_fogs_crossing_on_its_finer_schedule(tmp_path):
+    # FoG evaluated at more points (sample_efficiency.py --eval-extra) is scored against PPO runs of the profile's
+    # schedule: PPO's best on PPO's points, FoG's crossing on FoG's own
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import compare_fog_runs as cfr
+    import sample_efficiency as se
+
+    assert se.with_extra_points([0, 2048, 4096], "512,1024", 4096) == [0, 512, 1024, 2048, 4096]
+    assert se.with_extra_points([0, 2048], None, 4096) == [0, 2048]
+    for bad in ("0", "4096", "x"):
+        with pytest.raises(SystemExit, match="--eval-extra"):
+            se.with_extra_points([0, 2048, 4096], bad, 4096)
+    ppo = {0: [-430.0, -425.0, -420.0]}  # best -420 after 4,096 steps
+    _fake_benchmark_output(tmp_path / "ref", [0, 2048, 4096], {"ppo_latent": ppo, "fog": {0: [-430.0, -410.0, -400.0]}})
+    _fake_benchmark_output(tmp_path / "fine", [0, 512, 1024, 2048, 4096],
+                           {"fog": {0: [-430.0, -418.0, -412.0, -410.0, -400.0]}})
+    rep = cfr.report(tmp_path / "ref", [("coarse", tmp_path / "ref"), ("fine", tmp_path / "fine")])
+    coarse, fine = rep["fog"]
+    assert coarse["ratio"]["fog_steps"] == 1024.0 and coarse["ratio"]["ratio"] == 4.0  # interpolated from 0 to 2,048
+    assert fine["ratio"]["fog_steps"] == pytest.approx(512 * 10 / 12) and fine["ratio"]["ppo_steps"] == 4096.0
+    assert fine["ratios_per_seed"][0]["ratio"] == pytest.approx(fine["ratio"]["ratio"])
+    assert fine["eval_return"] == [-430.0, -410.0, -400.0] and len(fine["fog_eval_return"]) == 5
+    table = "\n".join(cfr.markdown(rep))
+    assert "| fine * |" in table and "512 (-418.0), 1,024 (-412.0)" in table
+    _fake_benchmark_output(tmp_path / "sparse", [0, 4096], {"fog": {0: [-430.0, -400.0]}})
+    with pytest.raises(SystemExit, match=r"not evaluated at \[2048\]"):
+        cfr.report(tmp_path / "ref", [("sparse", tmp_path / "sparse")])
