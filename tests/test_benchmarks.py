@@ -589,10 +589,17 @@ def test_same_runs_compares_results_not_wall_times_or_hosts(tmp_path, capsys):
     assert "the same runs" in capsys.readouterr().out
     (tmp_path / "b" / "runs" / "fog_0.json").write_text(json.dumps({**run, "eval_rows": [[0, -430.0], [2048, -419.5]]}))
     assert same_runs.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 1
-    assert "| fog_0 | yes | 0.5 | 0 | 0 |" in capsys.readouterr().out
+    assert "| fog_0 | none | 0.5 (2) | 0 | 0 |" in capsys.readouterr().out
     assert same_runs.main([str(tmp_path / "a"), str(tmp_path / "b"), "--tolerance", "1"]) == 0
+    # more evaluation points (--eval-extra): the same training run, compared where both evaluated
+    finer = {**run, "settings": {**run["settings"], "schedule": [0, 1024, 2048]},
+             "eval_rows": [[0, -430.0], [1024, -425.0], [2048, -420.0]]}
+    (tmp_path / "b" / "runs" / "fog_0.json").write_text(json.dumps(finer))
+    assert same_runs.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert "| fog_0 | schedule | 0 (2) |" in capsys.readouterr().out
     (tmp_path / "b" / "runs" / "fog_0.json").write_text(json.dumps({**run, "settings": {"algo": "fog", "seed": 1}}))
     assert same_runs.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 1
+    assert "| fog_0 | seed |" in capsys.readouterr().out
     assert same_runs.main([str(tmp_path / "a"), str(tmp_path / "nothing")]) == 1
 
 
