@@ -175,6 +175,18 @@ def _fog_comparison_sections() -> list[str]:
         "Session 34 gave FoG the treatment session 33 gave PPO (`benchmarks/results/fog_tuning/README.md`): one change "
         "at a time on seeds 0 and 1, against `T4`'s PPO runs of those seeds; the first row is the benchmark's FoG. "
     ) + _fog_comparison(
+        "fog_crossing/compare_T4.json",
+        "Where FoG crosses PPO's best, read on 16 evaluation points instead of 9: against T4 on the AMD host",
+        "FoG passes PPO's best before the first checkpoint (2,048 steps), where the headline interpolates linearly "
+        "from the start. Session 37 made FoG's six runs again on the AMD host with 7 more evaluation points "
+        "(`sample_efficiency.py --eval-extra 256,...,1792`; `benchmarks/results/fog_crossing/README.md`) and reads "
+        "its crossing on them; PPO's runs and its best are those of `ppo_tuning/T4_epyc_seeds0-5`. The first row is "
+        "that folder's FoG on the 9 points. "
+    ) + _fog_comparison(
+        "fog_crossing/compare_default.json",
+        "The same against the benchmark's default PPO-latent on the AMD host",
+        "As above, against the PPO runs of `ppo_tuning/default_epyc`. "
+    ) + _fog_comparison(
         "sample_efficiency_reward_scale/compare.json",
         "Earlier: FoG before and after session 30's reward-scale fix, against the previous benchmark's PPO runs",
         "Until session 32 the benchmark ran FoG with N = 16, and its table "

@@ -27,7 +27,9 @@ Headline: ``ratio = PPO env steps to reach its best eval_return / FoG env steps 
 PPO variant, on the seed-mean eval curves, linearly interpolated between checkpoints); when FoG never
 reaches it the ratio is reported as < 1. The same ratio per seed (FoG's run against PPO's run of that seed)
 shows how much of the headline one seed decides, and resampling the seeds (:func:`ratio_bootstrap`) how much
-the set of seeds decides. The same ratio on the ``ep_rew_mean`` curves is also written.
+the set of seeds decides. The same ratio on the ``ep_rew_mean`` curves is also written. Where FoG passes PPO's
+best before the first checkpoint the crossing is interpolated from the start; ``--eval-extra 256,512,...`` evaluates
+at more points to resolve it (``compare_fog_runs.py`` reads FoG's crossing on them against PPO runs of the profile).
 A training-curve point counts once its mean is over at least ``num_envs`` finished episodes: before that
 it is the mean of a handful of episodes the world model ended early.
 """
