@@ -192,11 +192,15 @@ def _fog_comparison_sections() -> list[str]:
         "from the start. Session 37 made FoG's six runs again on the AMD host with 7 more evaluation points "
         "(`sample_efficiency.py --eval-extra 256,...,1792`; `benchmarks/results/fog_crossing/README.md`) and reads "
         "its crossing on them; PPO's runs and its best are those of `ppo_tuning/T4_epyc_seeds0-5`. The first row is "
-        "that folder's FoG on the 9 points. "
+        "that folder's FoG on the 9 points. T4 updates every 512 steps and its runs were not evaluated at the extra "
+        "points, where its best might be higher or fall elsewhere: only FoG's side is resolved here. "
     ) + _fog_comparison(
         "fog_crossing/compare_default.json",
         "The same against the benchmark's default PPO-latent on the AMD host",
-        "As above, against the PPO runs of `ppo_tuning/default_epyc`. "
+        "As above, against the PPO runs of `ppo_tuning/default_epyc`. This PPO does not update before 2,048 steps "
+        "(64 envs x 32 steps), so at the extra points its policy and its evaluation are the initial ones: the "
+        "comparison is symmetric. The first crossing grows with how often FoG's noisy early curve is sampled; the "
+        "sustained crossing did not move. "
     ) + _fog_comparison(
         "sample_efficiency_reward_scale/compare.json",
         "Earlier: FoG before and after session 30's reward-scale fix, against the previous benchmark's PPO runs",
