@@ -20,6 +20,8 @@ import numpy as np
 from wm_gym.pusht import REWARD_TYPES
 
 from compare_fog_runs import markdown as fog_comparison_table  # a sibling script: benchmarks/ is on sys.path when run
+from compare_fog_runs import run_hosts
+from sample_efficiency import NOT_RECORDED
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -132,10 +134,8 @@ def targets_section() -> str:
         se = _load(name)
         r = (se or {}).get("ratios", {}).get("ppo_latent")
         if r and not isinstance(r["ratio"], str):
-            host = _hosts_text(se)
-            host = "Intel host, not recorded in its runs" if host == "not recorded" else f"{host} host"
             rows.append(_target_row(7, f"sample efficiency, PPO steps / FoG steps to PPO's best: >= 20x, against {label}",
-                                    f"{r['ratio']:.1f}x ({len(se['seeds'])} seeds; {host})", r["ratio"] >= 20,
+                                    f"{r['ratio']:.1f}x ({len(se['seeds'])} seeds; {_host_label(se)})", r["ratio"] >= 20,
                                     "sample-efficiency tables"))
     fine = _load("fog_crossing/compare_default.json")
     if fine:  # the default PPO's first update comes after 2,048 steps: FoG's extra points leave its curve as it is
@@ -146,7 +146,8 @@ def targets_section() -> str:
                    "PPO-latent, both made again, FoG evaluated at 16 points instead of 9 (PPO's curve is unchanged "
                    "by them: its first update comes after 2,048 steps)",
                 f"{r['ratio']:.1f}x first crossing; sustained {_ratio_text(r['ratio_sustained'])} "
-                f"({len(fine['fog'][0]['seeds'])} seeds; AMD EPYC host)", r["ratio"] >= 20,
+                f"({len(fine['fog'][0]['seeds'])} seeds; {_host_label(_load('fog_crossing/summary.json'))})",
+                r["ratio"] >= 20,
                 "FoG-crossing tables"))
     gc = _load("gradient_cost.json")
     if gc:
@@ -221,8 +222,13 @@ def _fog_comparison_sections() -> list[str]:
 
 def _hosts_text(se: dict, algos=("fog", "ppo_latent")) -> str:
     """The hosts that made a sample-efficiency summary's runs, as its runs recorded them (``"hosts"``)."""
-    hosts = {h for a in algos if a in se for h in se[a].get("hosts") or ["not recorded"]}
-    return " + ".join(sorted(hosts))
+    return " + ".join(sorted({h for a in algos if a in se for h in run_hosts(se, a).values()}))
+
+
+def _host_label(se: dict) -> str:
+    """:func:`_hosts_text` for a target row: runs that record no host ran on the Intel host of ``machine.json``."""
+    host = _hosts_text(se)
+    return "Intel host, not recorded in its runs" if host == NOT_RECORDED else f"{host} host"
 
 
 def _ppo_tuning_section() -> list[str]:

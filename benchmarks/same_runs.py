@@ -18,6 +18,10 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sample_efficiency import NOT_RECORDED  # noqa: E402
+
 
 def _numbers(x) -> list[float]:
     """Every number in a nested list/dict, in a fixed order (dict keys sorted)."""
@@ -51,7 +55,7 @@ def compare_run(a: dict, b: dict) -> dict:
             if common else float("inf"),
             "ep_rew_mean": largest_difference(curve(a), curve(b)),
             "gym_pusht": largest_difference([a["ground_truth"], a["gt_rows"]], [b["ground_truth"], b["gt_rows"]]),
-            "wall_s": (a["wall_s"], b["wall_s"]), "host": (a.get("host", "not recorded"), b.get("host", "not recorded"))}
+            "wall_s": (a["wall_s"], b["wall_s"]), "host": (a.get("host", NOT_RECORDED), b.get("host", NOT_RECORDED))}
 
 
 def main(argv=None) -> int:
