@@ -130,7 +130,9 @@ def targets_section() -> str:
     for name, label in (("sample_efficiency_quick/summary.json", "the benchmark's PPO-latent (RL-Zoo-like settings)"),
                         ("ppo_tuning/T4_seeds0-5/summary.json", "PPO-latent with settings for the 100k budget (T4)"),
                         ("ppo_tuning/default_epyc/summary.json", "the benchmark's PPO-latent, both made again"),
-                        ("ppo_tuning/T4_epyc_seeds0-5/summary.json", "T4, both made again")):
+                        ("ppo_tuning/T4_epyc_seeds0-5/summary.json", "T4, both made again"),
+                        ("ppo_tuning/T4_epyc_16points/summary.json",
+                         "T4, both made again, both evaluated at 16 points instead of 9")):
         se = _load(name)
         r = (se or {}).get("ratios", {}).get("ppo_latent")
         if r and not isinstance(r["ratio"], str):
@@ -245,6 +247,7 @@ def _ppo_tuning_section() -> list[str]:
         per_seed = " / ".join(_ratio_text(q["ratio"], True) for q in se["ratios_per_seed"]["ppo_latent"])
         best_at = "its start" if r["ppo_steps"] == 0 else f"{_f(r['ppo_steps'], 0)}"
         rows.append(f"| {path.parent.name} | {_hosts_text(se)} | {settings} | {', '.join(map(str, seeds))} | "
+                    f"{len(se['eval_schedule'])} | "
                     f"{_f(s['first_eval_return'], 1)} | "
                     f"{_f(s['final_eval_return'], 1)} | {_f(s['best_eval_return'], 1)} at {best_at} | "
                     f"{_f(r['fog_steps'], 0)} | {_ratio_text(r['ratio'])} / {_ratio_text(r['ratio_sustained'])} | "
@@ -255,15 +258,17 @@ def _ppo_tuning_section() -> list[str]:
             "`benchmarks/results/ppo_tuning/README.md`)\n",
             "The benchmark's PPO keeps RL-Zoo-like settings (`baselines/ppo.py`: 64 envs x 32 steps per update, batch "
             "512, 10 epochs, lr 3e-4, initial log std 0). Each row changes some of them, everything else as the table "
-            "above (same evaluation and checkpoints), and is scored against FoG's runs of the same seeds. Ratio = first "
+            "above (same evaluation; its points are in the column eval points), and is scored against FoG's runs of the same seeds. Ratio = first "
             "crossing / sustained, on the seed-mean curves. The same command gives another run on another host (oneDNN "
             "picks other kernels), so each row's PPO and FoG runs come from one host: the one its run files record "
             "(runs saved before session 36 record none; they ran on the Intel host with AMX that `machine.json` "
             "describes). default_epyc is the benchmark's own command made again on the second host, T4_epyc T4's; the "
-            "AMD rows share FoG's runs.\n",
-            "| run | host | PPO settings changed | seeds | PPO eval at 0 | final | best (at env steps) | FoG steps to "
-            "PPO's best | ratio | per seed | PPO GT dense return (final) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|", *rows]
+            "AMD rows share FoG's runs. Eval points: the profile's 9 checkpoints, or 16 where both sides were also "
+            "evaluated at 256, 512, ..., 1,792 env steps (`--eval-extra`; same runs at the shared points, "
+            "`benchmarks/results/fog_crossing/README.md`).\n",
+            "| run | host | PPO settings changed | seeds | eval points | PPO eval at 0 | final | best (at env steps) | "
+            "FoG steps to PPO's best | ratio | per seed | PPO GT dense return (final) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|", *rows]
 
 
 def _ppo_ground_truth_section() -> list[str]:

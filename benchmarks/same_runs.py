@@ -4,8 +4,9 @@
 
 For every run file (``runs/ALGO_SEED.json``) that both folders have, it prints the settings in which they differ and
 the largest absolute difference between the two runs' world-model eval returns (at the env steps both evaluated),
-training curve (``ep_rew_mean``) and gym-pusht scores; the wall time and the host are printed, not compared (the
-wall time depends on what else the host was doing). Runs that differ only in their evaluation schedule
+training curve (``ep_rew_mean``) and gym-pusht scores; the wall time, the host and the packages whose versions
+differ are printed, not compared (the wall time depends on what else the host was doing; host and packages are
+what may explain a difference). Runs that differ only in their evaluation schedule
 (``sample_efficiency.py --eval-extra``) are the same training run when evaluating has no side effects, which is
 what comparing them checks. The exit status is 1 when a run differs in another setting or by more than
 ``--tolerance``, or no run is in both folders.
@@ -55,7 +56,17 @@ def compare_run(a: dict, b: dict) -> dict:
             if common else float("inf"),
             "ep_rew_mean": largest_difference(curve(a), curve(b)),
             "gym_pusht": largest_difference([a["ground_truth"], a["gt_rows"]], [b["ground_truth"], b["gt_rows"]]),
-            "wall_s": (a["wall_s"], b["wall_s"]), "host": (a.get("host", NOT_RECORDED), b.get("host", NOT_RECORDED))}
+            "wall_s": (a["wall_s"], b["wall_s"]), "host": (a.get("host", NOT_RECORDED), b.get("host", NOT_RECORDED)),
+            "software_differs": software_differs(a.get("software"), b.get("software"))}
+
+
+def software_differs(a: dict | None, b: dict | None) -> str:
+    """The packages whose recorded versions differ between two runs, as text (runs saved before session 38 record
+    none: :data:`NOT_RECORDED`)."""
+    if a is None or b is None:
+        return NOT_RECORDED
+    return ", ".join(f"{k} {a.get(k, NOT_RECORDED)} / {b.get(k, NOT_RECORDED)}"
+                     for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)) or "none"
 
 
 def main(argv=None) -> int:
@@ -71,8 +82,9 @@ def main(argv=None) -> int:
     if not names:
         print(f"no run file is in both {args.first}/runs and {args.second}/runs", file=sys.stderr)
         return 1
-    print("| run | settings that differ | eval return (points compared) | ep_rew_mean | gym-pusht | wall s | host |")
-    print("|---|---|---|---|---|---|---|")
+    print("| run | settings that differ | eval return (points compared) | ep_rew_mean | gym-pusht | wall s | host | "
+          "package versions that differ |")
+    print("|---|---|---|---|---|---|---|---|")
     differ = False
     for name in names:
         r = compare_run(*(json.loads((folder / "runs" / name).read_text()) for folder in (args.first, args.second)))
@@ -80,7 +92,8 @@ def main(argv=None) -> int:
         differ |= bool(set(r["settings_differ"]) - {"schedule"}) or max(diffs) > args.tolerance
         print(f"| {name.removesuffix('.json')} | {', '.join(r['settings_differ']) or 'none'} | "
               f"{diffs[0]:.3g} ({r['eval_points']}) | " + " | ".join(f"{d:.3g}" for d in diffs[1:])
-              + f" | {r['wall_s'][0]:.0f} / {r['wall_s'][1]:.0f} | {r['host'][0]} / {r['host'][1]} |")
+              + f" | {r['wall_s'][0]:.0f} / {r['wall_s'][1]:.0f} | {r['host'][0]} / {r['host'][1]} | "
+              f"{r['software_differs']} |")
     print("the runs differ" if differ else f"the same runs (largest difference <= {args.tolerance:g})")
     return int(differ)
 

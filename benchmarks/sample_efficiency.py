@@ -16,8 +16,9 @@ At the start, halfway and at the end the policy is also run in the real gym-push
 and a constant target at the middle of the action box is scored by the same evaluation for scale. Each finished
 run is saved as ``OUT/runs/ALGO_SEED.json`` with the settings that made it; a rerun with the same settings
 reuses it, so an interrupted benchmark resumes at the run it was in. Each run also records its host (the CPU's
-model name, or the GPU's); a summary that would combine runs of several hosts is refused unless ``--mixed-hosts``
-is given, because the same command gives other numbers on another CPU.
+model name with its vector instructions, or the GPU's: ``machine.host_name``) and its package versions; a summary
+that would combine runs of several hosts is refused unless ``--mixed-hosts`` is given, because the same command
+gives other numbers on another CPU.
 
     python benchmarks/sample_efficiency.py --quick      # CPU profile, results in benchmarks/results/
     python benchmarks/sample_efficiency.py --full --device cuda
@@ -370,7 +371,7 @@ def main() -> None:
     from fog_trainer.evaluate import WorldModelEvaluator
     from wm_gym.io import atomic_write_text
     from wm_gym.envs import WorldModel
-    from machine import host_name
+    from machine import host_name, software
 
     task = WorldModel.load(args.checkpoint).task
     image_size = task.image_size
@@ -431,7 +432,8 @@ def main() -> None:
             # the host is kept beside the settings, not in them: the same command gives another run on a CPU
             # whose kernels round differently, and saved runs keep matching their settings (check_one_host)
             result = {"settings": settings, "rows": rows, "eval_rows": evaluate.rows, "wall_s": dt,
-                      "ground_truth": ground_truth(policy), "gt_rows": evaluate.gt_rows, "host": this_host}
+                      "ground_truth": ground_truth(policy), "gt_rows": evaluate.gt_rows, "host": this_host,
+                      "software": software()}
             atomic_write_text(result_path, json.dumps(result, default=float))
         curves[algo].append(result["rows"])
         evals[algo].append(result["eval_rows"])

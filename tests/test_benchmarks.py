@@ -110,9 +110,15 @@ def test_sample_efficiency_smoke(tiny_checkpoint, tmp_path):
     assert {k: v for k, v in per_seed.items() if k != "seed"} == summary["ratios"]["ppo_latent"]
     # gym-pusht at the start and halfway as well as at the end
     assert [g["env_steps"] for g in summary["fog"]["ground_truth_at"]] == summary["gt_at"] == [0, schedule[1]]
-    # each run records what ran it (the CPU's model name): the same command gives another run on another CPU
-    from wm_gym.models.global_model import cpu_bf16_hardware
-    assert summary["fog"]["hosts"] == summary["ppo_latent"]["hosts"] == [cpu_bf16_hardware()[0]]
+    # each run records what ran it (the CPU's model name and vector instructions) and its package versions: the same
+    # command gives another run on another CPU
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from machine import host_name, software
+    assert summary["fog"]["hosts"] == summary["ppo_latent"]["hosts"] == [host_name("cpu")]
+    saved_run = json.loads((tmp_path / "runs" / f"fog_{summary['seeds'][0]}.json").read_text())
+    assert saved_run["software"] == software() and saved_run["software"]["torch"] == torch.__version__
     # finished runs are kept: a rerun resumes (here: reuses both) and gives the same summary
     again = _run(["benchmarks/sample_efficiency.py", "--smoke", "--checkpoint", str(tiny_checkpoint), "--out",
                   str(tmp_path)])
@@ -236,6 +242,19 @@ def test_sample_efficiency_refuses_to_compare_runs_of_several_hosts(tmp_path):
         with pytest.raises(SystemExit, match="2 hosts.*--mixed-hosts") as e:
             se.check_one_host({"fog seed 0": other, "ppo_latent seed 0 (to be made)": "AMD EPYC"}, tmp_path)
         assert "fog seed 0" in str(e.value) and str(tmp_path) in str(e.value)
+
+
+def test_host_name_names_the_cpu_and_its_vector_instructions():
+    # two hosts with the same CPU model name gave other runs of the same command (session 38): the name carries the
+    # instructions torch's kernels dispatch to and the bfloat16 flags as well
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from machine import host_name
+    from wm_gym.models.global_model import cpu_bf16_hardware
+
+    model, bf16 = cpu_bf16_hardware()
+    assert host_name("cpu") == f"{model} ({', '.join((torch.backends.cpu.get_cpu_capability(), *bf16))})"
 
 
 def test_sample_efficiency_saved_runs_are_tied_to_the_precision():
@@ -589,7 +608,15 @@ def test_same_runs_compares_results_not_wall_times_or_hosts(tmp_path, capsys):
     assert "the same runs" in capsys.readouterr().out
     (tmp_path / "b" / "runs" / "fog_0.json").write_text(json.dumps({**run, "eval_rows": [[0, -430.0], [2048, -419.5]]}))
     assert same_runs.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 1
-    assert "| fog_0 | none | 0.5 (2) | 0 | 0 |" in capsys.readouterr().out
+    assert "| fog_0 | none | 0.5 (2) | 0 | 0 | 1000 / 1000 | AMD EPYC / AMD EPYC | not recorded |" in capsys.readouterr().out
+    # the package versions are printed where they differ, not compared
+    newer = {**run, "software": {"torch": "2.13.0", "numpy": "2.4.6"}}
+    (tmp_path / "b" / "runs" / "fog_0.json").write_text(json.dumps({**newer, "software": {"torch": "2.13.0",
+                                                                                          "numpy": "2.5.0"}}))
+    (tmp_path / "a" / "runs" / "fog_0.json").write_text(json.dumps(newer))
+    assert same_runs.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert "| numpy 2.4.6 / 2.5.0 |" in capsys.readouterr().out
+    (tmp_path / "a" / "runs" / "fog_0.json").write_text(json.dumps(run))
     assert same_runs.main([str(tmp_path / "a"), str(tmp_path / "b"), "--tolerance", "1"]) == 0
     # more evaluation points (--eval-extra): the same training run, compared where both evaluated
     finer = {**run, "settings": {**run["settings"], "schedule": [0, 1024, 2048]},
