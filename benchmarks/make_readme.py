@@ -131,7 +131,7 @@ def targets_section() -> str:
                         ("ppo_tuning/T4_seeds0-5/summary.json", "PPO-latent with settings for the 100k budget (T4)"),
                         ("ppo_tuning/default_epyc/summary.json", "the benchmark's PPO-latent, both made again"),
                         ("ppo_tuning/T4_epyc_seeds0-5/summary.json", "T4, both made again"),
-                        ("ppo_tuning/T4_epyc_16points/summary.json",
+                        ("ppo_tuning/T4_16points/summary.json",
                          "T4, both made again, both evaluated at 16 points instead of 9")):
         se = _load(name)
         r = (se or {}).get("ratios", {}).get("ppo_latent")
