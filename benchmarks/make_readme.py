@@ -132,12 +132,13 @@ def targets_section() -> str:
                         ("ppo_tuning/default_epyc/summary.json", "the benchmark's PPO-latent, both made again"),
                         ("ppo_tuning/T4_epyc_seeds0-5/summary.json", "T4, both made again"),
                         ("ppo_tuning/T4_16points/summary.json",
-                         "T4, both made again, both evaluated at 16 points instead of 9")):
+                         "T4, both made again on another host, both evaluated at 16 points instead of 9")):
         se = _load(name)
         r = (se or {}).get("ratios", {}).get("ppo_latent")
         if r and not isinstance(r["ratio"], str):
             rows.append(_target_row(7, f"sample efficiency, PPO steps / FoG steps to PPO's best: >= 20x, against {label}",
-                                    f"{r['ratio']:.1f}x ({len(se['seeds'])} seeds; {_host_label(se)})", r["ratio"] >= 20,
+                                    f"{r['ratio']:.1f}x{_sustained_text(r)} ({len(se['seeds'])} seeds; {_host_label(se)})",
+                                    r["ratio"] >= 20,
                                     "sample-efficiency tables"))
     fine = _load("fog_crossing/compare_default.json")
     if fine:  # the default PPO's first update comes after 2,048 steps: FoG's extra points leave its curve as it is
@@ -147,7 +148,7 @@ def targets_section() -> str:
                 7, "sample efficiency, PPO steps / FoG steps to PPO's best: >= 20x, against the benchmark's "
                    "PPO-latent, both made again, FoG evaluated at 16 points instead of 9 (PPO's curve is unchanged "
                    "by them: its first update comes after 2,048 steps)",
-                f"{r['ratio']:.1f}x first crossing; sustained {_ratio_text(r['ratio_sustained'])} "
+                f"{r['ratio']:.1f}x{_sustained_text(r)} "
                 f"({len(fine['fog'][0]['seeds'])} seeds; {_host_label(_load('fog_crossing/summary.json'))})",
                 r["ratio"] >= 20,
                 "FoG-crossing tables"))
@@ -161,6 +162,13 @@ def targets_section() -> str:
     if not rows:
         return "No benchmark outputs yet."
     return "\n".join(["| issue | target | measured | verdict | where |", "|---|---|---|---|---|", *rows])
+
+
+def _sustained_text(r: dict) -> str:
+    """``" first crossing; sustained 4.7x"`` for a headline ratio whose sustained crossing comes later, else ``""``."""
+    if _ratio_text(r["ratio_sustained"]) == _ratio_text(r["ratio"]):
+        return ""
+    return f" first crossing; sustained {_ratio_text(r['ratio_sustained'])}"
 
 
 def _fog_comparison(name: str, heading: str, text: str) -> list[str]:
@@ -196,7 +204,8 @@ def _fog_comparison_sections() -> list[str]:
         "(`sample_efficiency.py --eval-extra 256,...,1792`; `benchmarks/results/fog_crossing/README.md`) and reads "
         "its crossing on them; PPO's runs and its best are those of `ppo_tuning/T4_epyc_seeds0-5`. The first row is "
         "that folder's FoG on the 9 points. T4 updates every 512 steps and its runs were not evaluated at the extra "
-        "points, where its best might be higher or fall elsewhere: only FoG's side is resolved here. "
+        "points, where its best might be higher or fall elsewhere: only FoG's side is resolved here (both sides on 16 "
+        "points, from another host: the row `T4_16points` of the PPO-tuning table). "
     ) + _fog_comparison(
         "fog_crossing/compare_default.json",
         "The same against the benchmark's default PPO-latent on the AMD host",
