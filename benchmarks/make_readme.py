@@ -267,8 +267,8 @@ def _ppo_tuning_section() -> list[str]:
             "`benchmarks/results/ppo_tuning/README.md`)\n",
             "The benchmark's PPO keeps RL-Zoo-like settings (`baselines/ppo.py`: 64 envs x 32 steps per update, batch "
             "512, 10 epochs, lr 3e-4, initial log std 0). Each row changes some of them, everything else as the table "
-            "above (same evaluation; its points are in the column eval points), and is scored against FoG's runs of the same seeds. Ratio = first "
-            "crossing / sustained, on the seed-mean curves. The same command gives another run on another host (oneDNN "
+            "above (same evaluation; its points are in the column eval points), and is scored against FoG's runs of "
+            "the same seeds. Ratio = first crossing / sustained, on the seed-mean curves. The same command gives another run on another host (oneDNN "
             "picks other kernels), so each row's PPO and FoG runs come from one host: the one its run files record "
             "(runs saved before session 36 record none; they ran on the Intel host with AMX that `machine.json` "
             "describes). default_epyc is the benchmark's own command made again on the second host, T4_epyc T4's; the "

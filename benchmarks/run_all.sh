@@ -69,9 +69,9 @@ for s in $stages; do
                 python benchmarks/sample_efficiency.py --quick --steps 200000 --algos ppo_latent --seeds 0,1 $P --out $T/T4_200k
                 # T4_epyc, T5, T6, T4_epyc_seeds0-5, default_epyc and $R/fog_crossing are not made here: they were
                 # made on a second host (AMD EPYC), FoG and PPO alike, by their study READMEs' commands; T4_16points
-                # on a third (AMD EPYC (AVX2), $R/fog_crossing/README.md). Each run file
-                # records its host ("host"), each summary.json lists them ("hosts"), and sample_efficiency.py refuses
-                # a summary that would combine runs of several hosts (--mixed-hosts allows it).
+                # on a third (AMD EPYC (AVX2), $R/fog_crossing/README.md). Each run file records its host ("host"),
+                # each summary.json lists them ("hosts"), and sample_efficiency.py refuses a summary that would
+                # combine runs of several hosts (--mixed-hosts allows it).
                 # FoG with other settings, against T4's PPO runs of seeds 0, 1 (benchmarks/results/fog_tuning/README.md)
                 F=$R/fog_tuning
                 for c in F1 F2; do

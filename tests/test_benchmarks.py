@@ -244,17 +244,22 @@ def test_sample_efficiency_refuses_to_compare_runs_of_several_hosts(tmp_path):
         assert "fog seed 0" in str(e.value) and str(tmp_path) in str(e.value)
 
 
-def test_host_name_names_the_cpu_and_its_vector_instructions():
+def test_host_name_names_the_cpu_and_its_vector_instructions(monkeypatch):
     # two hosts with the same CPU model name gave other runs of the same command (session 38): the name carries the
-    # instructions torch's kernels dispatch to and the bfloat16 flags as well
+    # instructions torch's kernels dispatch to and the bfloat16 flags as well, so such hosts are told apart
     import torch
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from machine import host_name
-    from wm_gym.models.global_model import cpu_bf16_hardware
+    import machine
 
-    model, bf16 = cpu_bf16_hardware()
-    assert host_name("cpu") == f"{model} ({', '.join((torch.backends.cpu.get_cpu_capability(), *bf16))})"
+    monkeypatch.setattr(machine, "cpu_bf16_hardware", lambda: ("AMD EPYC", ()))
+    names = {}
+    for isa in ("AVX2", "AVX512"):
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda isa=isa: isa)
+        names[isa] = machine.host_name("cpu")
+    assert names == {"AVX2": "AMD EPYC (AVX2)", "AVX512": "AMD EPYC (AVX512)"}
+    monkeypatch.setattr(machine, "cpu_bf16_hardware", lambda: ("Intel(R) Xeon(R)", ("amx_bf16", "avx512_bf16")))
+    assert machine.host_name("cpu") == "Intel(R) Xeon(R) (AVX512, amx_bf16, avx512_bf16)"
 
 
 def test_sample_efficiency_saved_runs_are_tied_to_the_precision():
